@@ -1,0 +1,1 @@
+"""Pixels, anatomy, model packages and the ensemble: from DICOM datasets to findings."""
