@@ -59,7 +59,7 @@ def record_instance(session: Session, received: ReceivedInstance) -> Instance:
     """
     study = session.scalar(select(Study).where(Study.study_instance_uid == received.study_instance_uid))
     if study is None:
-        study = Study(study_instance_uid=received.study_instance_uid)
+        study = Study(study_instance_uid=received.study_instance_uid, pending=not received.own_output)
         session.add(study)
 
     series = session.scalar(select(Series).where(Series.series_instance_uid == received.series_instance_uid))

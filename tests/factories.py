@@ -149,3 +149,19 @@ def ct_slice(study: Dataset) -> Dataset:
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
+
+
+def phantom_dx(study: Dataset, *, body_part: str, view: str, laterality: str, fracture: bool, seed: int) -> Dataset:
+    """A synthetic radiograph from the project's phantom generator, as a 12-bit DX image of ``study``."""
+    from inference.phantoms import generate_phantom
+
+    phantom = generate_phantom(np.random.default_rng(seed), body_part=body_part, view=view,
+                               laterality=laterality, fracture=fracture)
+    pixels = np.rint(phantom.image * 4095).astype(np.uint16)
+    dicom_view = "AP" if view == "AP" else "LATERAL"
+    dataset = dx_from_pixels(pixels, study, body_part=body_part.upper(), view_position="AP" if view == "AP" else "",
+                             laterality=laterality, series_description=f"{body_part.upper()} {dicom_view}")
+    dataset.BitsStored = 12
+    dataset.HighBit = 11
+    dataset.Manufacturer = "pedfrac phantom generator"
+    return dataset
