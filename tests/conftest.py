@@ -55,7 +55,6 @@ def orthanc_factory(tmp_path: Path, loopback: None) -> Iterator:
 
     def start(modalities: dict[str, tuple[str, str, int]]) -> Orthanc:
         server = Orthanc(tmp_path / f"orthanc{len(started)}", modalities)
-        server.folder.mkdir()
         server.start()
         started.append(server)
         return server

@@ -20,7 +20,8 @@ def require_loopback_only() -> None:
 
     Orthanc and storescp listen on every interface; scripts/test.sh provides the namespace.
     """
-    interfaces = sorted(os.listdir("/sys/class/net"))
+    # if_nameindex reads this process's network namespace; /sys/class/net may show the host's.
+    interfaces = sorted(name for _index, name in socket.if_nameindex())
     if interfaces == ["lo"]:
         return
 
@@ -76,6 +77,7 @@ class Orthanc:
 
     def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int]]) -> None:
         self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.http_port = free_port()
         self.dicom_port = free_port()
         config = {
@@ -146,17 +148,21 @@ class StoreSCP:
         return sorted(path for path in self.folder.iterdir() if path.is_file())
 
 
-def storescu(port: int, files: list[Path], *, calling: str = "MODALITY", called: str = "PEDFRAC") -> subprocess.CompletedProcess:
+def storescu(port: int, files: list[Path], *, calling: str = "MODALITY", called: str = "PEDFRAC",
+             options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Send ``files`` with dcmtk's storescu; ``options`` such as ``-xw`` propose compressed syntaxes."""
     return subprocess.run(
-        [require_program("storescu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)],
+        [require_program("storescu"), *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port),
+         *map(str, files)],
         capture_output=True, text=True, timeout=300,
     )
 
 
 def dciodvfy_errors(path: Path) -> tuple[list[str], list[str]]:
     """Run dicom3tools' dciodvfy; return its Error lines and its Warning lines."""
-    result = subprocess.run([require_program("dciodvfy"), str(path)], capture_output=True, text=True, timeout=120)
-    lines = (result.stdout + result.stderr).splitlines()
+    result = subprocess.run([require_program("dciodvfy"), str(path)], capture_output=True, timeout=120)
+    # Patient names are printed in the file's character set, which need not be UTF-8.
+    lines = (result.stdout + result.stderr).decode("utf-8", errors="replace").splitlines()
     return [line for line in lines if line.startswith("Error")], [line for line in lines if line.startswith("Warning")]
 
 

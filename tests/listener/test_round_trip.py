@@ -84,9 +84,10 @@ def check_outputs(outputs: list[Dataset], sources: list[Dataset], folder: Path) 
 def dump_sr(report: Dataset, folder: Path) -> str:
     path = folder / "report.dcm"
     report.save_as(path, enforce_file_format=True)
-    result = subprocess.run(["dsrdump", "+Pr", str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["dsrdump", "+Pu", "+Pl", "+Pc", str(path)], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    # dsrdump prints names in the file's own character set, so ISO 2022 IR 149 bytes appear as they are.
+    return result.stdout.decode("utf-8", errors="replace")
 
 
 def test_dcmtk_round_trip(tmp_path: Path, storescp, model_package: Path) -> None:
@@ -120,8 +121,10 @@ def test_non_radiograph_study_skipped(tmp_path: Path, storescp, model_package: P
     try:
         chest = pydicom.dcmread(shared_file(CHEST_CR))
         ct = ct_slice(new_study())
-        result = storescu(service.scp.port, write_files(tmp_path / "sent", [chest, ct]))
-        assert result.returncode == 0, result.stderr
+        chest_sent = storescu(service.scp.port, write_files(tmp_path / "sent", [chest]), options=("-xw",))
+        ct_sent = storescu(service.scp.port, write_files(tmp_path / "sent", [ct]))
+        assert chest_sent.returncode == 0, chest_sent.stderr
+        assert ct_sent.returncode == 0, ct_sent.stderr
 
         def finished() -> bool:
             with service.sessions() as session:

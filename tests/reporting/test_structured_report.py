@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+import dataclasses
+import logging
+import subprocess
+import warnings
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from pydicom.sr.codedict import codes
+from pydicom.uid import Comprehensive3DSRStorage
+
+from inference.findings import Box
+from reporting.identifiers import MANUFACTURER, SR_SERIES_DESCRIPTION, SR_SERIES_NUMBER, new_uid
+from reporting.structured_report import (
+    ABSENT,
+    FRACTURE_CONCEPT,
+    FRACTURE_PROBABILITY,
+    IMAGE_NOT_ANALYSED,
+    PRESENT,
+    PRIVATE_SCHEME,
+    PROCEDURES,
+    QUALITATIVE_EVALUATIONS,
+    build_structured_report,
+)
+from tests.reporting.conftest import (
+    KOREAN_NAME,
+    MODEL_IDENTITY,
+    MODEL_NAME,
+    MODEL_VERSION,
+    WristStudy,
+    dciodvfy,
+    require_tool,
+    write_and_read,
+)
+
+# dciodvfy (dicom3tools) knows only the coding schemes of PS3.16 and warns once for every code
+# of the private scheme 99PEDFRAC, which the SR declares in its Coding Scheme Identification
+# Sequence as PS3.3 C.12.1.1.3 asks.
+PRIVATE_SCHEME_WARNING = (
+    f"Warning - Unrecognized defined term <{PRIVATE_SCHEME}> for value 1 of attribute <Coding Scheme Designator>"
+)
+# dciodvfy warning on a Person Name without "^" (a single-component name such as 김희중).
+SINGLE_COMPONENT_NAME_WARNING = (
+    "Warning - Value dubious for this VR - (0x0010,0x0010) PN Patient's Name  PN [1] = <value> - Retired Person Name form"
+)
+
+
+STUDY_TRACKING_IDENTIFIER = "study fracture conclusion"
+
+
+def build(study: WristStudy) -> hd.sr.Comprehensive3DSR:
+    return build_structured_report(
+        [study.fracture, study.normal],
+        study.finding,
+        series_instance_uid=new_uid(),
+        model_identity=MODEL_IDENTITY,
+        algorithm_name=MODEL_NAME,
+        algorithm_version=MODEL_VERSION,
+    )
+
+
+def build_and_write(study: WristStudy, path: Path) -> pydicom.Dataset:
+    return write_and_read(build(study), path)
+
+
+def read_report(dataset: pydicom.Dataset) -> hd.sr.MeasurementReport:
+    document = hd.sr.Comprehensive3DSR.from_dataset(dataset)
+    return hd.sr.MeasurementReport.from_sequence(document.content)
+
+
+def image_group(report: hd.sr.MeasurementReport, sop_instance_uid: str) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The per-image TID 1501 group of one source image (the study group references every image)."""
+    groups = report.get_image_measurement_groups(referenced_sop_instance_uid=sop_instance_uid)
+    per_image = [group for group in groups if group.tracking_identifier != STUDY_TRACKING_IDENTIFIER]
+    assert len(per_image) == 1, sop_instance_uid
+    return per_image[0]
+
+
+def test_report_passes_dciodvfy(wrist_study: WristStudy, tmp_path: Path) -> None:
+    build_and_write(wrist_study, tmp_path / "sr.dcm")
+
+    errors, warnings_found = dciodvfy(tmp_path / "sr.dcm")
+
+    assert errors == []
+    assert warnings_found == {PRIVATE_SCHEME_WARNING}
+
+
+def test_report_with_korean_name_passes_dciodvfy(korean_study: WristStudy, tmp_path: Path) -> None:
+    build_and_write(korean_study, tmp_path / "sr.dcm")
+
+    errors, warnings_found = dciodvfy(tmp_path / "sr.dcm")
+
+    assert errors == []
+    assert warnings_found == {PRIVATE_SCHEME_WARNING, SINGLE_COMPONENT_NAME_WARNING}
+
+
+def test_report_reads_in_dsrdump(wrist_study: WristStudy, tmp_path: Path) -> None:
+    build_and_write(wrist_study, tmp_path / "sr.dcm")
+
+    result = subprocess.run(
+        [require_tool("dsrdump"), "+Pl", "+Pu", str(tmp_path / "sr.dcm")],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert '(72704001,SCT,"Fracture")' in result.stdout
+    assert '"Fracture probability")="0.91"' in result.stdout
+    assert wrist_study.fracture.SOPInstanceUID in result.stdout
+
+
+def test_report_keeps_korean_patient_name(korean_study: WristStudy, tmp_path: Path) -> None:
+    dataset = build_and_write(korean_study, tmp_path / "sr.dcm")
+
+    assert dataset.SpecificCharacterSet == korean_study.fracture.SpecificCharacterSet
+    assert dataset.PatientName == korean_study.fracture.PatientName
+    assert str(dataset.PatientName) == KOREAN_NAME
+
+
+def test_report_copies_patient_and_study(wrist_study: WristStudy, tmp_path: Path) -> None:
+    dataset = build_and_write(wrist_study, tmp_path / "sr.dcm")
+    source = wrist_study.fracture
+
+    for keyword in ("PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "AccessionNumber", "StudyID", "StudyDate"):
+        assert dataset[keyword].value == source[keyword].value, keyword
+
+
+def test_report_document_flags(wrist_study: WristStudy, tmp_path: Path) -> None:
+    dataset = build_and_write(wrist_study, tmp_path / "sr.dcm")
+
+    assert dataset.SOPClassUID == Comprehensive3DSRStorage
+    assert dataset.CompletionFlag == "COMPLETE"
+    assert dataset.VerificationFlag == "UNVERIFIED"
+    assert dataset.Manufacturer == MANUFACTURER
+    assert dataset.SeriesNumber == SR_SERIES_NUMBER
+    assert dataset.SeriesDescription == SR_SERIES_DESCRIPTION
+    assert dataset.SeriesInstanceUID not in {wrist_study.fracture.SeriesInstanceUID, wrist_study.normal.SeriesInstanceUID}
+
+
+def test_report_declares_private_scheme(wrist_study: WristStudy, tmp_path: Path) -> None:
+    dataset = build_and_write(wrist_study, tmp_path / "sr.dcm")
+
+    designators = [item.CodingSchemeDesignator for item in dataset.CodingSchemeIdentificationSequence]
+    assert designators == [PRIVATE_SCHEME]
+
+
+def test_report_lists_read_images_as_evidence(wrist_study: WristStudy, tmp_path: Path) -> None:
+    dataset = build_and_write(wrist_study, tmp_path / "sr.dcm")
+
+    evidence = {
+        instance.ReferencedSOPInstanceUID
+        for series in dataset.CurrentRequestedProcedureEvidenceSequence
+        for series_item in series.ReferencedSeriesSequence
+        for instance in series_item.ReferencedSOPSequence
+    }
+    assert evidence == {wrist_study.fracture.SOPInstanceUID, wrist_study.normal.SOPInstanceUID}
+
+
+def test_report_codes_wrist_procedure(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    procedures = [item.value for item in report[0].ContentSequence if item.name == codes.DCM.ProcedureReported]
+    assert procedures == [PROCEDURES["wrist"]]
+
+
+def test_report_image_library_lists_read_images(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    library = [item for item in report[0].ContentSequence if item.name == codes.DCM.ImageLibrary]
+    entries = library[0].ContentSequence[0].ContentSequence
+    assert [entry.referenced_sop_instance_uid for entry in entries] == [wrist_study.fracture.SOPInstanceUID, wrist_study.normal.SOPInstanceUID]
+
+
+def test_report_image_library_uses_pixel_spacing(wrist_study: WristStudy, tmp_path: Path) -> None:
+    study = dataclasses.replace(wrist_study, fracture=wrist_study.fracture.copy())
+    study.fracture.ImagerPixelSpacing = [0.1, 0.1]
+
+    report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
+
+    library = [item for item in report[0].ContentSequence if item.name == codes.DCM.ImageLibrary]
+    descriptors = library[0].ContentSequence[0].ContentSequence[0].ContentSequence
+    assert codes.DCM.HorizontalPixelSpacing in [item.name for item in descriptors]
+
+
+def test_report_image_groups_code_fracture(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    expected = {wrist_study.fracture.SOPInstanceUID: (PRESENT, 0.91), wrist_study.normal.SOPInstanceUID: (ABSENT, 0.12)}
+    for uid, (presence, probability) in expected.items():
+        group = image_group(report, uid)
+        evaluation = group.get_qualitative_evaluations(name=FRACTURE_CONCEPT)[0]
+        measurement = group.get_measurements(name=FRACTURE_PROBABILITY)[0]
+        assert evaluation.value == presence
+        assert measurement.value == pytest.approx(probability)
+        assert measurement.unit == codes.UCUM.NoUnits
+
+
+def test_report_image_group_finding_site(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    group = image_group(report, wrist_study.fracture.SOPInstanceUID)
+    site = group.finding_sites[0]
+    assert site.value == codes.SCT.WristJoint
+    assert site.laterality == codes.cid244.Right
+
+
+def test_report_image_group_names_algorithm(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    group = image_group(report, wrist_study.fracture.SOPInstanceUID)
+    texts = {item.name.value: item.value for item in group[0].ContentSequence if item.ValueType == "TEXT"}
+    assert texts["111001"] == MODEL_NAME
+    assert texts["111003"] == MODEL_VERSION
+
+
+def test_report_box_regions_are_closed_polylines(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+    boxes = wrist_study.finding.images[0].boxes
+
+    groups = report.get_planar_roi_measurement_groups(referenced_sop_instance_uid=wrist_study.fracture.SOPInstanceUID)
+
+    assert len(groups) == len(boxes)
+    for group, box in zip(groups, boxes):
+        region = group.roi
+        assert region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+        assert region.value.shape == (5, 2)
+        assert np.array_equal(region.value[0], region.value[-1])
+        assert np.allclose(region.value[2], [box.x1, box.y1])
+        assert region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == wrist_study.fracture.SOPInstanceUID
+
+
+def test_report_box_groups_name_finding(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    groups = report.get_planar_roi_measurement_groups(finding_type=FRACTURE_CONCEPT)
+
+    certainties = [group.get_measurements(name=codes.DCM.CertaintyOfFinding)[0].value for group in groups]
+    assert certainties == pytest.approx([87.0, 64.0])
+
+
+def test_report_study_group_takes_maximum(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    groups = [group for group in report.get_image_measurement_groups() if group.tracking_identifier == STUDY_TRACKING_IDENTIFIER]
+
+    assert len(groups) == 1
+    measurement = groups[0].get_measurements(name=FRACTURE_PROBABILITY)[0]
+    assert measurement.value == pytest.approx(0.91)
+    assert measurement.derivation == codes.cid7464.Maximum
+    assert groups[0].get_qualitative_evaluations(name=FRACTURE_CONCEPT)[0].value == PRESENT
+    assert len(groups[0].source_images) == 2
+
+
+def test_report_names_skipped_images(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+    skipped = wrist_study.finding.skipped[0]
+
+    containers = [item for item in report[0].ContentSequence if item.name == QUALITATIVE_EVALUATIONS]
+
+    assert len(containers) == 1
+    item = containers[0].ContentSequence[0]
+    assert item.name == IMAGE_NOT_ANALYSED
+    assert skipped.sop_instance_uid in item.value
+    assert skipped.reason in item.value
+
+
+def test_report_without_skipped_images_has_no_evaluations(wrist_study: WristStudy, tmp_path: Path) -> None:
+    study = dataclasses.replace(wrist_study, finding=dataclasses.replace(wrist_study.finding, skipped=()))
+
+    report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
+
+    assert [item for item in report[0].ContentSequence if item.name == QUALITATIVE_EVALUATIONS] == []
+
+
+def test_report_logs_no_patient_name(korean_study: WristStudy, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build(korean_study)
+
+    assert KOREAN_NAME not in caplog.text
+    assert all(KOREAN_NAME not in str(warning.message) for warning in caught)
+
+
+def test_report_rejects_study_without_read_images(wrist_study: WristStudy) -> None:
+    study = dataclasses.replace(wrist_study, finding=dataclasses.replace(wrist_study.finding, images=()))
+
+    with pytest.raises(ValueError, match="has no image that was read"):
+        build(study)
+
+
+def test_report_rejects_missing_source(wrist_study: WristStudy) -> None:
+    with pytest.raises(ValueError, match=f"no source dataset was given for the images read with SOP Instance UIDs {wrist_study.normal.SOPInstanceUID}"):
+        build_structured_report(
+            [wrist_study.fracture],
+            wrist_study.finding,
+            series_instance_uid=new_uid(),
+            model_identity=MODEL_IDENTITY,
+            algorithm_name=MODEL_NAME,
+            algorithm_version=MODEL_VERSION,
+        )
+
+
+def test_report_rejects_source_of_other_study(wrist_study: WristStudy) -> None:
+    study = dataclasses.replace(wrist_study, normal=wrist_study.normal.copy())
+    study.normal.StudyInstanceUID = new_uid()
+
+    with pytest.raises(ValueError, match=r"has Study Instance UID \(0020,000D\)"):
+        build(study)
+
+
+def test_report_rejects_unknown_box_label(wrist_study: WristStudy) -> None:
+    image = wrist_study.finding.images[0]
+    odd = dataclasses.replace(image, boxes=(Box("metal", 0.5, 1, 1, 5, 5),))
+    study = dataclasses.replace(wrist_study, finding=dataclasses.replace(wrist_study.finding, images=(odd, wrist_study.finding.images[1])))
+
+    with pytest.raises(ValueError, match="no finding code for box label 'metal'"):
+        build(study)
