@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from inference.package import PackageError
 from listener.settings import Destination, Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"pedfrac: {error}", file=sys.stderr)
         return 2
+    except PackageError as error:
+        print(f"pedfrac: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ class Destination(_Section):
 class DicomSettings(_Section):
     ae_title: str = Field(default="PEDFRAC", pattern=_AE_TITLE)
     bind: str = "127.0.0.1"
-    port: int = Field(default=11112, ge=1, le=65535)
+    port: int = Field(default=11112, ge=0, le=65535, description="0 picks a free port")
     allowed_calling_ae_titles: list[str] = []
     max_associations: int = Field(default=16, ge=1, le=256)
     maximum_pdu_size: int = Field(default=131072, ge=0)

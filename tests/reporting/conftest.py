@@ -1,6 +1,7 @@
 """Shared inputs for the reporting tests: a two-image wrist study written to disk and read back."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ MODEL_NAME = "pedfrac-ensemble"
 MODEL_VERSION = "0.1.0"
 MODEL_IDENTITY = f"{MODEL_NAME} {MODEL_VERSION}"
 
-# dciodvfy (dicom3tools) prints the value of a dubious attribute between angle brackets; the
+# dciodvfy (dicom3tools) prints the value of a dubious attribute between angle brackets. The
 # value is dropped so that the warning set does not depend on the patient name's bytes.
 _DUBIOUS_VALUE = re.compile(r"\[1\] = <.*?> - ")
 
@@ -134,11 +135,15 @@ def wrist_study(tmp_path: Path) -> WristStudy:
 
 
 def require_tool(name: str) -> str:
-    """Path of a Debian DICOM tool, or skip the test when it is not installed."""
+    """Path of a Debian DICOM tool; skip the test when it is missing, but fail in CI, where it must exist."""
     path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed; install the Debian package that provides it")
-    return path
+    if path is not None:
+        return path
+
+    message = f"{name} is not installed; install the Debian package dcmtk (dsrdump) or dicom3tools (dciodvfy)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def dciodvfy(path: Path) -> tuple[list[str], set[str]]:

@@ -18,7 +18,7 @@ from tests.reporting.conftest import KOREAN_NAME, MODEL_IDENTITY, WristStudy, dc
 pytestmark = pytest.mark.skipif(not DEFAULT_FONT_PATH.is_file(), reason=f"{DEFAULT_FONT_PATH} missing; install fonts-nanum")
 
 # dciodvfy warning on a Person Name without "^" (a single-component name such as 김희중).
-# PS3.5 6.2.1.2 allows it, and the source DX gets the same warning.
+# PS3.5 Section 6.2.1 allows such a name, and the source DX gets the same warning.
 SINGLE_COMPONENT_NAME_WARNING = (
     "Warning - Value dubious for this VR - (0x0010,0x0010) PN Patient's Name  PN [1] = <value> - Retired Person Name form"
 )

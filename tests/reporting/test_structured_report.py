@@ -37,9 +37,9 @@ from tests.reporting.conftest import (
     write_and_read,
 )
 
-# dciodvfy (dicom3tools) knows only the coding schemes of PS3.16 and warns once for every code
-# of the private scheme 99PEDFRAC, which the SR declares in its Coding Scheme Identification
-# Sequence as PS3.3 C.12.1.1.3 asks.
+# dciodvfy (dicom3tools) accepts only the coding schemes that DICOM lists, so it warns once for
+# every code of the private scheme 99PEDFRAC. The SR declares that scheme in its Coding Scheme
+# Identification Sequence (0008,0110), and the warning is expected.
 PRIVATE_SCHEME_WARNING = (
     f"Warning - Unrecognized defined term <{PRIVATE_SCHEME}> for value 1 of attribute <Coding Scheme Designator>"
 )
@@ -167,6 +167,17 @@ def test_report_codes_wrist_procedure(wrist_study: WristStudy, tmp_path: Path) -
 
     procedures = [item.value for item in report[0].ContentSequence if item.name == codes.DCM.ProcedureReported]
     assert procedures == [PROCEDURES["wrist"]]
+
+
+def test_report_codes_elbow_procedure_and_site(wrist_study: WristStudy, tmp_path: Path) -> None:
+    elbow_images = tuple(dataclasses.replace(image, body_part="elbow") for image in wrist_study.finding.images)
+    study = dataclasses.replace(wrist_study, finding=dataclasses.replace(wrist_study.finding, images=elbow_images))
+
+    report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
+
+    procedures = [item.value for item in report[0].ContentSequence if item.name == codes.DCM.ProcedureReported]
+    assert procedures == [PROCEDURES["elbow"]]
+    assert image_group(report, wrist_study.fracture.SOPInstanceUID).finding_sites[0].value == codes.SCT.ElbowJoint
 
 
 def test_report_image_library_lists_read_images(wrist_study: WristStudy, tmp_path: Path) -> None:
