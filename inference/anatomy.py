@@ -67,6 +67,12 @@ def is_radiograph(dataset: Dataset) -> bool:
     return True
 
 
+def not_radiograph_reason(dataset: Dataset) -> str:
+    """Why a dataset is not read, naming its Modality and SOP Class UID."""
+    modality = str(dataset.get("Modality", "") or "unknown")
+    return f"not a projection radiograph (Modality {modality}, SOP Class {dataset.get('SOPClassUID', 'missing')})"
+
+
 def _tokens(text: str) -> str:
     # Padded with spaces so a phrase matches only at word boundaries.
     return " " + " ".join(re.split(r"[^0-9A-Z가-힣]+", text.upper())) + " "

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from pydicom.dataset import Dataset
 
-from inference.anatomy import is_radiograph, resolve_anatomy
+from inference.anatomy import is_radiograph, not_radiograph_reason, resolve_anatomy
 from inference.findings import ImageFinding, MemberOutput, SkippedImage, StudyFinding
 from inference.members import Classifier, Detector
 from inference.package import BODY_PARTS, VIEWS, Manifest, verify_package
@@ -127,8 +127,7 @@ class Ensemble:
 
 def _reason_not_to_read(dataset: Dataset) -> str | None:
     if not is_radiograph(dataset):
-        modality = str(dataset.get("Modality", "") or "unknown")
-        return f"not a projection radiograph (Modality {modality}, SOP Class {dataset.get('SOPClassUID', 'missing')})"
+        return not_radiograph_reason(dataset)
     if "PixelData" not in dataset:
         return "Pixel Data (7FE0,0010) is missing"
     return None

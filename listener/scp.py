@@ -38,6 +38,7 @@ from pynetdicom.sop_class import Verification
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from inference.anatomy import is_radiograph, not_radiograph_reason
 from listener.settings import DicomSettings
 from storage.archive import Archive, ArchiveError
 from storage.models import AuditEvent
@@ -195,12 +196,13 @@ class StoreSCP:
                 sha256=digest,
                 calling_ae_title=calling,
                 own_output=own_output,
+                not_read_reason=None if is_radiograph(dataset) else not_radiograph_reason(dataset),
             )
             record_instance(session, received)
             session.commit()
 
-        logger.info("stored %s of series %s, study %s from %s%s", sop_uid, series_uid, study_uid, calling,
-                    " (own output, no job)" if own_output else "")
+        note = " (own output, no job)" if own_output else "" if received.starts_job else " (not a radiograph, no job)"
+        logger.info("stored %s of series %s, study %s from %s%s", sop_uid, series_uid, study_uid, calling, note)
         return SUCCESS
 
     def _quarantine(self, event: Event, calling: str, error: Exception) -> None:

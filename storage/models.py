@@ -99,8 +99,10 @@ class Instance(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     calling_ae_title: Mapped[str] = mapped_column(String(16))
-    # Objects that must never start a job: our own outputs coming back, or a policy exclusion.
+    # Our own outputs coming back: kept, never read, never starting a job.
     own_output: Mapped[bool] = mapped_column(default=False)
+    # Why this instance starts no job (not a projection radiograph); None for radiographs.
+    not_read_reason: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
 
     series: Mapped[Series] = relationship(back_populates="instances")

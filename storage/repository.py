@@ -43,6 +43,11 @@ class ReceivedInstance:
     sha256: str
     calling_ae_title: str
     own_output: bool
+    not_read_reason: str | None = None
+
+    @property
+    def starts_job(self) -> bool:
+        return not self.own_output and self.not_read_reason is None
 
 
 def audit(session: Session, event: AuditEvent, *, study_uid: str | None = None, sop_uid: str | None = None,
@@ -54,12 +59,16 @@ def audit(session: Session, event: AuditEvent, *, study_uid: str | None = None, 
 def record_instance(session: Session, received: ReceivedInstance) -> Instance:
     """Add or update the rows of a stored instance and re-open its study for reading.
 
-    Our own outputs coming back are recorded but leave the study's quiet-period clock alone, so
-    they never start a job.
+    Our own outputs coming back, and objects that are not projection radiographs, are recorded but
+    leave the study's quiet-period clock alone, so they never start a job. A study made only of
+    such objects is marked skipped with the reason.
     """
     study = session.scalar(select(Study).where(Study.study_instance_uid == received.study_instance_uid))
     if study is None:
-        study = Study(study_instance_uid=received.study_instance_uid, pending=not received.own_output)
+        study = Study(study_instance_uid=received.study_instance_uid, pending=received.starts_job)
+        if received.not_read_reason is not None:
+            study.state = StudyState.SKIPPED
+            study.state_reason = received.not_read_reason
         session.add(study)
 
     series = session.scalar(select(Series).where(Series.series_instance_uid == received.series_instance_uid))
@@ -79,9 +88,10 @@ def record_instance(session: Session, received: ReceivedInstance) -> Instance:
     instance.sha256 = received.sha256
     instance.calling_ae_title = received.calling_ae_title
     instance.own_output = received.own_output
+    instance.not_read_reason = received.not_read_reason
     instance.received_at = utcnow()
 
-    if not received.own_output:
+    if received.starts_job:
         study.last_received_at = utcnow()
         study.pending = True
         study.state = StudyState.RECEIVING
@@ -89,7 +99,7 @@ def record_instance(session: Session, received: ReceivedInstance) -> Instance:
 
     audit(session, AuditEvent.RECEIVED, study_uid=received.study_instance_uid,
           sop_uid=received.sop_instance_uid, peer=received.calling_ae_title,
-          detail="own output" if received.own_output else None)
+          detail="own output" if received.own_output else received.not_read_reason)
     return instance
 
 

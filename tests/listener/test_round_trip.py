@@ -145,7 +145,7 @@ def test_non_radiograph_study_skipped(tmp_path: Path, storescp, model_package: P
     assert "CHEST" in states[str(chest.StudyInstanceUID)][1]
     assert states[str(ct.StudyInstanceUID)][0] == StudyState.SKIPPED
     assert "Modality CT" in states[str(ct.StudyInstanceUID)][1]
-    assert job_states == [JobState.SKIPPED, JobState.SKIPPED]
+    assert job_states == [JobState.SKIPPED]
     assert outputs == 0
     assert storescp.received() == []
 
