@@ -77,6 +77,12 @@ def record_instance(session: Session, received: ReceivedInstance) -> Instance:
         session.add(series)
 
     instance = session.scalar(select(Instance).where(Instance.sop_instance_uid == received.sop_instance_uid))
+    if instance is not None and instance.sha256 == received.sha256:
+        # The same bytes again (a PACS resending a study): acknowledged, and no new reading.
+        audit(session, AuditEvent.RECEIVED, study_uid=received.study_instance_uid,
+              sop_uid=received.sop_instance_uid, peer=received.calling_ae_title, detail="duplicate, identical content")
+        return instance
+
     if instance is None:
         instance = Instance(sop_instance_uid=received.sop_instance_uid, series=series)
         session.add(instance)

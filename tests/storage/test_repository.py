@@ -102,3 +102,22 @@ def test_archive_write_is_complete(tmp_path: Path) -> None:
     assert path.read_bytes() == b"DICM" * 100
     assert len(digest) == 64
     assert list(path.parent.glob(".incoming-*")) == []
+
+
+def test_identical_resend_not_reread(sessions: sessionmaker[Session]) -> None:
+    later = utcnow() + timedelta(seconds=31)
+    with sessions.begin() as session:
+        record_instance(session, received("1.2.3.1.1"))
+        queue_quiet_studies(session, stable_after=30, now=later)
+        record_instance(session, received("1.2.3.1.1"))
+
+    with sessions.begin() as session:
+        assert queue_quiet_studies(session, stable_after=30, now=later + timedelta(seconds=31)) == []
+
+
+def test_own_output_alone_starts_nothing(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        record_instance(session, received("1.2.3.1.1", own_output=True))
+
+    with sessions.begin() as session:
+        assert queue_quiet_studies(session, stable_after=0, now=utcnow() + timedelta(seconds=1)) == []
