@@ -22,6 +22,12 @@ pytestmark = pytest.mark.skipif(not DEFAULT_FONT_PATH.is_file(), reason=f"{DEFAU
 SINGLE_COMPONENT_NAME_WARNING = (
     "Warning - Value dubious for this VR - (0x0010,0x0010) PN Patient's Name  PN [1] = <value> - Retired Person Name form"
 )
+# dciodvfy warning on an empty Laterality (0020,0060), which the SC gets when the source names no
+# side. The value is Type 2C, so empty is allowed when the side is unknown.
+UNKNOWN_LATERALITY_WARNING = (
+    "Warning - is only permitted to be empty when actually unknown; should be absent (not empty) "
+    "if an unpaired body part, and have a value if a paired body part - attribute <Laterality>"
+)
 
 
 def build_and_write(study: WristStudy, path: Path) -> tuple[pydicom.Dataset, np.ndarray]:
@@ -136,11 +142,35 @@ def test_secondary_capture_rejects_finding_of_other_image(wrist_study: WristStud
         build_secondary_capture(wrist_study.fracture, overlay, finding, series_instance_uid=new_uid(), instance_number=1, model_identity=MODEL_IDENTITY)
 
 
-def test_secondary_capture_rejects_source_without_orientation(wrist_study: WristStudy) -> None:
+@pytest.mark.parametrize("orientation", [None, ""], ids=["absent", "empty"])
+def test_secondary_capture_empties_unknown_orientation(wrist_study: WristStudy, tmp_path: Path, orientation: str | None) -> None:
     source = wrist_study.fracture.copy()
-    del source.PatientOrientation
+    if orientation is None:
+        del source.PatientOrientation
+    else:
+        source.PatientOrientation = orientation
     finding = fracture_finding(wrist_study.fracture)
     overlay = np.zeros(finding.display.shape + (3,), dtype=np.uint8)
 
-    with pytest.raises(ValueError, match=r"needs two values in Patient Orientation \(0020,0020\)"):
-        build_secondary_capture(source, overlay, finding, series_instance_uid=new_uid(), instance_number=1, model_identity=MODEL_IDENTITY)
+    image = build_secondary_capture(source, overlay, finding, series_instance_uid=new_uid(), instance_number=1, model_identity=MODEL_IDENTITY)
+    written = write_and_read(image, tmp_path / "sc.dcm")
+
+    assert "PatientOrientation" in written
+    assert written.PatientOrientation == ""
+    assert dciodvfy(tmp_path / "sc.dcm")[0] == []
+
+
+def test_secondary_capture_empties_unknown_laterality(wrist_study: WristStudy, tmp_path: Path) -> None:
+    source = wrist_study.fracture.copy()
+    del source.Laterality
+    del source.ImageLaterality
+    finding = fracture_finding(wrist_study.fracture)
+    overlay = np.zeros(finding.display.shape + (3,), dtype=np.uint8)
+
+    image = build_secondary_capture(source, overlay, finding, series_instance_uid=new_uid(), instance_number=1, model_identity=MODEL_IDENTITY)
+    written = write_and_read(image, tmp_path / "sc.dcm")
+    errors, warnings_found = dciodvfy(tmp_path / "sc.dcm")
+
+    assert written.Laterality == ""
+    assert errors == []
+    assert warnings_found == {UNKNOWN_LATERALITY_WARNING}
