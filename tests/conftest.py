@@ -53,8 +53,8 @@ def orthanc_factory(tmp_path: Path, loopback: None) -> Iterator:
     require_program(ORTHANC)
     started: list[Orthanc] = []
 
-    def start(modalities: dict[str, tuple[str, str, int]]) -> Orthanc:
-        server = Orthanc(tmp_path / f"orthanc{len(started)}", modalities)
+    def start(modalities: dict[str, tuple[str, str, int]], **options: object) -> Orthanc:
+        server = Orthanc(tmp_path / f"orthanc{len(started)}", modalities, **options)
         server.start()
         started.append(server)
         return server

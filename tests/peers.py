@@ -75,7 +75,8 @@ class Orthanc:
 
     aet = "ORTHANC"
 
-    def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int]]) -> None:
+    def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int]], *,
+                 lua_scripts: list[Path] = (), stable_age: int = 1) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.http_port = free_port()
@@ -93,7 +94,8 @@ class Orthanc:
             "DicomCheckCalledAet": False,
             "DicomModalities": {name: list(entry) for name, entry in modalities.items()},
             "Plugins": [],
-            "StableAge": 1,
+            "LuaScripts": [str(path) for path in lua_scripts],
+            "StableAge": stable_age,
         }
         self.config_path = folder / "orthanc.json"
         self.config_path.write_text(json.dumps(config, indent=2))

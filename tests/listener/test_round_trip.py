@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from pydicom.dataset import Dataset
 
 from listener.service import Service
 from listener.settings import Destination
+from storage.models import Job
 from tests.conftest import service_settings
 from tests.factories import (
     CHEST_CR,
@@ -190,3 +192,35 @@ def test_orthanc_round_trip(tmp_path: Path, orthanc_factory, model_package: Path
     assert status.returncode == 0
     assert "reported" in status.stdout
     assert str(sources[0].StudyInstanceUID) in status.stdout
+
+
+def test_orthanc_autoroute_once(tmp_path: Path, orthanc_factory, model_package: Path) -> None:
+    """The deploy/ Lua script forwards a stable study once; our results coming back do not loop."""
+    script = Path(__file__).resolve().parents[2] / "deploy" / "orthanc-autoroute.lua"
+    destination_port = free_port()
+    orthanc = orthanc_factory({"pedfrac": ("PEDFRAC", "127.0.0.1", destination_port)}, lua_scripts=[script])
+    destination = Destination(ae_title=orthanc.aet, host="127.0.0.1", port=orthanc.dicom_port)
+    settings = service_settings(tmp_path / "data", model_package, destinations=[destination], allow=[orthanc.aet])
+    settings.dicom.port = destination_port
+    service = Service(settings, min_free_bytes=0)
+    service.start()
+    try:
+        _study, sources = wrist_study()
+        for dataset in sources:
+            orthanc.upload(write_files(tmp_path / "sent", [dataset])[0].read_bytes())
+        orthanc_study = orthanc.request("POST", "/tools/lookup", str(sources[0].StudyInstanceUID).encode())[0]["ID"]
+
+        def report_count() -> int:
+            series = orthanc.request("GET", f"/studies/{orthanc_study}/series")
+            return sum(item["MainDicomTags"].get("Modality") == "SR" for item in series)
+
+        wait_until(report_count, timeout=300, what="SR in Orthanc after auto-routing")
+        # Long enough for Orthanc to call the script again once our outputs made the study stable.
+        time.sleep(6)
+        with service.sessions() as session:
+            jobs = session.query(Job).count()
+    finally:
+        service.stop()
+
+    assert report_count() == 1
+    assert jobs == 1
