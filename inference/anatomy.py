@@ -1,8 +1,12 @@
 """Body part, view and laterality of a radiograph, from its DICOM attributes.
 
-Hospitals fill these attributes unevenly, so several are read in a fixed order and the first
-that names a body part or view decides; the attribute that decided is kept for the report.
-Korean and English wording is recognised.
+Hospitals fill these attributes unevenly, so several are read in a fixed order. Each image or
+series attribute that names exactly one body part (or view, or side) casts a vote, and the first
+vote decides. A later vote that disagrees is kept as a conflict, so that the caller can let the
+view classifier decide or apply the non-conformance policy. An attribute that names two views at
+once, such as "WRIST AP/LAT", casts no vote. Study Description and Patient Orientation are read only
+when no image or series attribute votes, because a study's description covers all its series and
+Patient Orientation is often left at a modality default. Korean and English wording is recognised.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG", "DR"})
 SECONDARY_CAPTURE_CLASSES = frozenset({
@@ -23,42 +28,102 @@ RADIOGRAPH_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image Storage - For Processing
 }) | SECONDARY_CAPTURE_CLASSES
 
-# Words are matched on upper-cased text split at anything but letters and digits.
-_BODY_PART_WORDS = {
-    "wrist": ("WRIST", "WRI", "RADIUS", "ULNA", "FOREARM", "DISTAL RADIUS", "손목", "손목관절", "완관절", "전완"),
-    "elbow": ("ELBOW", "ELB", "주관절", "팔꿈치", "팔굽", "SUPRACONDYLAR"),
+OTHER = "other"
+OBLIQUE = "OTHER"
+
+# Words are matched on upper-cased text split at anything but letters and digits, so "Rt." is
+# the word RT. Korean words of two or more syllables also match inside longer words, because
+# Korean descriptions are often written without spaces ("손목정면"); the longest word wins.
+BODY_PART_WORDS: dict[str, tuple[str, ...]] = {
+    "wrist": ("WRIST", "WRI", "RADIUS", "ULNA", "FOREARM", "DISTAL RADIUS", "SCAPHOID", "CARPAL", "손목",
+              "손목관절", "완관절", "수근관절", "전완", "전완부", "요골", "척골", "주상골"),
+    "elbow": ("ELBOW", "ELB", "SUPRACONDYLAR", "OLECRANON", "주관절", "팔꿈치", "팔굽", "과상부"),
+    OTHER: ("CHEST", "THORAX", "LUNG", "RIB", "RIBS", "ABDOMEN", "PELVIS", "HIP", "KNEE", "ANKLE", "FOOT", "TOE",
+            "LEG", "LOWER LEG", "TIBIA", "FIBULA", "FEMUR", "SHOULDER", "CLAVICLE", "SCAPULA", "HUMERUS", "SKULL",
+            "HEAD", "SINUS", "SPINE", "CSPINE", "TSPINE", "LSPINE", "CERVICAL", "LUMBAR", "NECK", "TEETH", "DENTAL",
+            "MANDIBLE", "HAND", "FINGER", "THUMB", "BONE AGE", "흉부", "복부", "골반", "무릎", "슬관절", "발목",
+            "족관절", "어깨", "견관절", "두개골", "척추", "경추", "요추", "손가락", "수부", "족부", "치아",
+            "골연령", "손"),
 }
-_VIEW_WORDS = {
-    "AP": ("AP", "PA", "FRONTAL", "정면", "전후"),
-    "LAT": ("LAT", "LATERAL", "LL", "RL", "측면", "측방"),
-    "OTHER": ("OBL", "OBLIQUE", "사위", "사면"),
+VIEW_WORDS: dict[str, tuple[str, ...]] = {
+    "AP": ("AP", "PA", "FRONTAL", "정면", "전후", "후전", "전후면"),
+    "LAT": ("LAT", "LATERAL", "LL", "RL", "LATERO", "측면", "측방"),
+    OBLIQUE: ("OBL", "OBLI", "OBLIQUE", "RLO", "LLO", "RAO", "LAO", "RPO", "LPO", "RLD", "LLD", "사위", "사면",
+              "사방향", "사위상"),
 }
-_LATERALITY_WORDS = {
-    "L": ("L", "LT", "LEFT", "좌", "좌측", "왼쪽"),
-    "R": ("R", "RT", "RIGHT", "우", "우측", "오른쪽"),
+LATERALITY_WORDS: dict[str, tuple[str, ...]] = {
+    "L": ("L", "LT", "LEFT", "좌", "좌측", "왼쪽", "왼"),
+    "R": ("R", "RT", "RIGHT", "우", "우측", "오른쪽", "오른"),
+    "B": ("BILAT", "BILATERAL", "BOTH", "양측", "양쪽"),
 }
 
-_TEXT_ATTRIBUTES = (
+SERIES_TEXT_ATTRIBUTES = (
     "SeriesDescription",
     "ProtocolName",
-    "StudyDescription",
     "AcquisitionDeviceProcessingDescription",
 )
+TEXT_ATTRIBUTES = (*SERIES_TEXT_ATTRIBUTES, "StudyDescription")
+TAGS = {
+    "BodyPartExamined": "(0018,0015)",
+    "ViewPosition": "(0018,5101)",
+    "ImageLaterality": "(0020,0062)",
+    "Laterality": "(0020,0060)",
+    "PatientOrientation": "(0020,0020)",
+    "SeriesDescription": "(0008,103E)",
+    "ProtocolName": "(0018,1030)",
+    "AcquisitionDeviceProcessingDescription": "(0018,1400)",
+    "StudyDescription": "(0008,1030)",
+}
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One attribute's vote: its keyword, the value it names and the word that named it."""
+
+    keyword: str
+    value: str
+    word: str
+
+    def describe(self) -> str:
+        """Return e.g. ``ViewPosition (0018,5101) says AP ('PA')``."""
+        tag = f" {TAGS[self.keyword]}" if self.keyword in TAGS else ""
+        return f"{self.keyword}{tag} says {self.value} ({self.word!r})"
 
 
 @dataclass(frozen=True)
 class Anatomy:
-    """Where a radiograph was taken and how; ``None`` where the attributes do not say."""
+    """Body part, view and side of a radiograph; ``None`` where the attributes do not state them.
+
+    ``body_part`` is ``"wrist"``, ``"elbow"``, ``"other"`` or None; ``view`` is ``"AP"`` (any
+    frontal projection, AP or PA), ``"LAT"``, ``"OTHER"`` (oblique and similar) or None;
+    ``laterality`` is ``"L"``, ``"R"``, ``"B"`` (both) or None. Each ``*_source`` is the keyword of
+    the attribute that decided. ``view_word`` is the word that decided the view, such as "PA".
+    ``body_part_word`` is the word that decided the body part.
+    ``conflicts`` describes every attribute that disagrees with the one that decided.
+    """
 
     body_part: str | None
     body_part_source: str | None
     view: str | None
     view_source: str | None
     laterality: str | None
+    laterality_source: str | None = None
+    view_word: str | None = None
+    body_part_word: str | None = None
+    body_part_conflicts: tuple[str, ...] = ()
+    view_conflicts: tuple[str, ...] = ()
+    laterality_conflicts: tuple[str, ...] = ()
+
+    @property
+    def conflicts(self) -> tuple[str, ...]:
+        return self.body_part_conflicts + self.view_conflicts + self.laterality_conflicts
 
 
 def is_radiograph(dataset: Dataset) -> bool:
-    """True for CR, DX and Secondary Capture images of a projection radiograph."""
+    """True for CR, DX and Secondary Capture images of a projection radiograph.
+
+    Reads (0008,0016) SOPClassUID and, for Secondary Capture, (0008,0060) Modality.
+    """
     sop_class = str(dataset.get("SOPClassUID", ""))
     if sop_class not in RADIOGRAPH_CLASSES:
         return False
@@ -68,59 +133,124 @@ def is_radiograph(dataset: Dataset) -> bool:
 
 
 def not_radiograph_reason(dataset: Dataset) -> str:
-    """Why a dataset is not read, naming its Modality and SOP Class UID."""
+    """Return why a dataset is not read, naming its Modality and SOP Class UID."""
     modality = str(dataset.get("Modality", "") or "unknown")
     return f"not a projection radiograph (Modality {modality}, SOP Class {dataset.get('SOPClassUID', 'missing')})"
 
 
-def _tokens(text: str) -> str:
-    # Padded with spaces so a phrase matches only at word boundaries.
-    return " " + " ".join(re.split(r"[^0-9A-Z가-힣]+", text.upper())) + " "
+def find_words(text: str, table: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Return each key of ``table`` that ``text`` names, with the word that named it.
 
+    ASCII words match whole words of the upper-cased text. Korean words of two or more syllables
+    also match inside longer words, longest first, and a matched stretch is not matched again,
+    so "손목" (wrist) does not also count as "손" (hand).
+    """
+    upper = text.upper()
+    tokens = " " + " ".join(re.split(r"[^0-9A-Z가-힣]+", upper)) + " "
+    found: dict[str, str] = {}
+    for key, words in table.items():
+        for word in sorted(words, key=len, reverse=True):
+            if f" {word} " in tokens:
+                found.setdefault(key, word)
+                break
 
-def _match(text: str, table: dict[str, tuple[str, ...]]) -> str | None:
-    tokens = _tokens(text)
-    for key, words in table.items():
-        if any(f" {word} " in tokens for word in words):
-            return key
-    # Korean words are often written without spaces ("손목정면"), so match them as substrings too.
-    for key, words in table.items():
-        if any(word in tokens for word in words if not word.isascii()):
-            return key
-    return None
+    remaining = tokens
+    korean = sorted(((word, key) for key, words in table.items() for word in words
+                     if not word.isascii() and len(word) >= 2), key=lambda pair: -len(pair[0]))
+    for word, key in korean:
+        if word in remaining:
+            found.setdefault(key, word)
+            remaining = remaining.replace(word, " ")
+    return found
 
 
 def resolve_anatomy(dataset: Dataset) -> Anatomy:
-    """Read body part, view and laterality from (0018,0015), (0018,5101), (0020,0062) and descriptions."""
-    body_part, body_part_source = _body_part(dataset)
-    view, view_source = _view(dataset)
-    return Anatomy(body_part, body_part_source, view, view_source, _laterality(dataset))
+    """Read body part, view and laterality from the attributes, noting the ones that disagree.
+
+    The body part is read first from (0018,0015) BodyPartExamined, the view from (0018,5101)
+    ViewPosition, and the side from (0020,0062) ImageLaterality and (0020,0060) Laterality. Each
+    is then read from (0008,103E) SeriesDescription, (0018,1030) ProtocolName and (0018,1400)
+    AcquisitionDeviceProcessingDescription. Only when none of these votes does (0008,1030)
+    StudyDescription, and for the view then (0020,0020) PatientOrientation. A row or column toward
+    A or P with the other toward H or F is a lateral view, and toward L or R with H or F a frontal one.
+    """
+    body_part = _decide(_votes(dataset, ("BodyPartExamined", *SERIES_TEXT_ATTRIBUTES), BODY_PART_WORDS)
+                        or _votes(dataset, ("StudyDescription",), BODY_PART_WORDS))
+    view = _decide(_votes(dataset, ("ViewPosition", *SERIES_TEXT_ATTRIBUTES), VIEW_WORDS)
+                   or _votes(dataset, ("StudyDescription",), VIEW_WORDS) or _orientation_votes(dataset))
+    laterality = _decide(_laterality_votes(dataset))
+    return Anatomy(
+        body_part=body_part.value, body_part_source=body_part.source, body_part_word=body_part.word,
+        view=view.value, view_source=view.source, view_word=view.word,
+        laterality=laterality.value, laterality_source=laterality.source,
+        body_part_conflicts=body_part.conflicts, view_conflicts=view.conflicts,
+        laterality_conflicts=laterality.conflicts,
+    )
 
 
-def _body_part(dataset: Dataset) -> tuple[str | None, str | None]:
-    for keyword in ("BodyPartExamined", *_TEXT_ATTRIBUTES):
-        found = _match(str(dataset.get(keyword, "") or ""), _BODY_PART_WORDS)
-        if found:
-            return found, keyword
-    return None, None
+@dataclass(frozen=True)
+class _Decision:
+    value: str | None = None
+    source: str | None = None
+    word: str | None = None
+    conflicts: tuple[str, ...] = ()
 
 
-def _view(dataset: Dataset) -> tuple[str | None, str | None]:
-    for keyword in ("ViewPosition", *_TEXT_ATTRIBUTES):
-        found = _match(str(dataset.get(keyword, "") or ""), _VIEW_WORDS)
-        if found:
-            return found, keyword
-    return None, None
+def _decide(votes: list[Vote]) -> _Decision:
+    if not votes:
+        return _Decision()
+    first = votes[0]
+    conflicts = tuple(f"{vote.describe()}, but {first.describe()}" for vote in votes[1:] if vote.value != first.value)
+    return _Decision(first.value, first.keyword, first.word, conflicts)
 
 
-def _laterality(dataset: Dataset) -> str | None:
+def _text(dataset: Dataset, keyword: str) -> str:
+    value = dataset.get(keyword, "")
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return " ".join(str(item) for item in value)
+    return str(value)
+
+
+def _votes(dataset: Dataset, keywords: tuple[str, ...], table: dict[str, tuple[str, ...]]) -> list[Vote]:
+    """Return one vote per attribute that names exactly one key of ``table``."""
+    votes = []
+    for keyword in keywords:
+        found = find_words(_text(dataset, keyword), table)
+        if len(found) == 1:
+            (value, word), = found.items()
+            votes.append(Vote(keyword, value, word))
+    return votes
+
+
+def _laterality_votes(dataset: Dataset) -> list[Vote]:
+    votes = []
     for keyword in ("ImageLaterality", "Laterality"):
-        value = str(dataset.get(keyword, "") or "").strip().upper()
-        if value in ("L", "R"):
-            return value
+        value = _text(dataset, keyword).strip().upper()
+        if value in ("L", "R", "B"):
+            votes.append(Vote(keyword, value, value))
+    votes += _votes(dataset, SERIES_TEXT_ATTRIBUTES, LATERALITY_WORDS)
+    return votes or _votes(dataset, ("StudyDescription",), LATERALITY_WORDS)
 
-    for keyword in _TEXT_ATTRIBUTES:
-        found = _match(str(dataset.get(keyword, "") or ""), _LATERALITY_WORDS)
-        if found:
-            return found
+
+def _orientation_votes(dataset: Dataset) -> list[Vote]:
+    """Return the view that (0020,0020) PatientOrientation implies, as a vote, or nothing."""
+    values = [str(item).strip().upper() for item in (dataset.get("PatientOrientation") or [])]
+    if len(values) != 2 or not all(values):
+        return []
+
+    kinds = {_direction_kind(value) for value in values}
+    if kinds == {"AP", "HF"}:
+        return [Vote("PatientOrientation", "LAT", "\\".join(values))]
+    if kinds == {"LR", "HF"}:
+        return [Vote("PatientOrientation", "AP", "\\".join(values))]
+    return []
+
+
+def _direction_kind(value: str) -> str | None:
+    """Classify one Patient Orientation direction by its letters; mixed (oblique) directions get None."""
+    for kind, letters in (("AP", set("AP")), ("LR", set("LR")), ("HF", set("HF"))):
+        if set(value) <= letters:
+            return kind
     return None

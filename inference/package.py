@@ -21,6 +21,12 @@ VIEWS = ("AP", "LAT")
 
 BodyPart = Literal["wrist", "elbow"]
 View = Literal["AP", "LAT"]
+Side = Literal["L", "R"]
+
+# Classes a view classifier may have: one per body part and view, written "<body part> <view>",
+# and OTHER_CLASS for an image that is neither an elbow nor a wrist AP or lateral view.
+OTHER_CLASS = "other"
+VIEW_CLASSES = (*(f"{part} {view}" for part in BODY_PARTS for view in VIEWS), OTHER_CLASS)
 
 
 class PackageError(Exception):
@@ -42,7 +48,9 @@ class Member(_Strict):
     """One model of the ensemble and the images it reads."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["classifier", "detector"]
+    kind: Literal["classifier", "detector", "view_classifier"] = Field(
+        description="classifier and detector read fractures; a view_classifier decides body part and view "
+                    "where the attributes are silent or disagree, and takes no part in the vote")
     framework: Literal["timm", "ultralytics"]
     architecture: str
     body_parts: tuple[BodyPart, ...] = Field(min_length=1)
@@ -52,21 +60,55 @@ class Member(_Strict):
     normalization: Normalization = Normalization()
     classes: tuple[str, ...] = Field(min_length=1)
     weight: float = Field(gt=0, le=1, description="soft-voting weight")
-    box_threshold: float = Field(default=0.25, ge=0, le=1)
+    box_threshold: float = Field(default=0.25, ge=0, le=1,
+                                 description="detector boxes below this confidence are dropped (high-sensitivity operating point)")
+    box_threshold_high_specificity: float | None = Field(
+        default=None, ge=0, le=1,
+        description="boxes at or above this confidence form the high-specificity tier; None: one tier",
+    )
+    min_confidence: float | None = Field(
+        default=None, ge=0, le=1,
+        description="view_classifier only: below this probability of its best class it decides nothing")
     weights_file: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
     def _check_kind(self) -> Member:
-        expected = {"classifier": "timm", "detector": "ultralytics"}[self.kind]
+        expected = {"classifier": "timm", "detector": "ultralytics", "view_classifier": "timm"}[self.kind]
         if self.framework != expected:
             raise ValueError(f"a {self.kind} member must use framework {expected!r}, found {self.framework!r}")
         if self.kind == "detector" and "fracture" not in self.classes:
             raise ValueError(f"detector {self.name!r} has no 'fracture' class in {list(self.classes)}")
+        self._check_view_classifier()
+
+        high = self.box_threshold_high_specificity
+        if high is not None and self.kind != "detector":
+            raise ValueError(f"member {self.name!r} is a {self.kind}; only a detector takes box_threshold_high_specificity")
+        if high is not None and high < self.box_threshold:
+            raise ValueError(
+                f"detector {self.name!r}: box_threshold_high_specificity {high} is below box_threshold "
+                f"{self.box_threshold}; it must be at least box_threshold"
+            )
         return self
 
+    def _check_view_classifier(self) -> None:
+        if self.kind != "view_classifier":
+            if self.min_confidence is not None:
+                raise ValueError(f"member {self.name!r} is a {self.kind}; only a view_classifier takes min_confidence")
+            return
+
+        if self.min_confidence is None:
+            raise ValueError(f"view_classifier {self.name!r} needs min_confidence, the probability below which "
+                             "it decides nothing")
+        unknown = [name for name in self.classes if name not in VIEW_CLASSES]
+        views = [name for name in self.classes if name != OTHER_CLASS]
+        if unknown or len(set(self.classes)) != len(self.classes) or len(views) < 2:
+            raise ValueError(f"view_classifier {self.name!r} has classes {list(self.classes)}; expected two or more "
+                             f"distinct classes of {list(VIEW_CLASSES[:-1])}, and optionally {OTHER_CLASS!r}")
+
     def reads(self, body_part: str, view: str) -> bool:
-        return body_part in self.body_parts and view in self.views
+        """True when this member votes on fractures in images of ``body_part`` and ``view``."""
+        return self.kind != "view_classifier" and body_part in self.body_parts and view in self.views
 
 
 class OperatingPoint(_Strict):
@@ -88,12 +130,20 @@ class Manifest(_Strict):
     metrics: dict[str, float | int | str] = {}
     members: tuple[Member, ...] = Field(min_length=1)
     operating_points: tuple[OperatingPoint, ...] = Field(min_length=1)
+    canonical_side: dict[BodyPart, Side] = Field(
+        default_factory=lambda: {"elbow": "R"},
+        description="per body part, the side every member sees: images of the other side are mirrored left to "
+                    "right first, and their heat maps and boxes mapped back")
 
     @model_validator(mode="after")
     def _check_coverage(self) -> Manifest:
         names = [member.name for member in self.members]
         if len(set(names)) != len(names):
             raise ValueError(f"member names must be unique, found {names}")
+
+        view_classifiers = [member.name for member in self.members if member.kind == "view_classifier"]
+        if len(view_classifiers) > 1:
+            raise ValueError(f"a package has at most one view_classifier, found {view_classifiers}")
 
         for point in self.operating_points:
             if not self.members_for(point.body_part, point.view):
@@ -112,6 +162,16 @@ class Manifest(_Strict):
     @property
     def identity(self) -> str:
         return f"{self.name} {self.version}"
+
+    @property
+    def view_classifier(self) -> Member | None:
+        """The member that decides body part and view from the pixels, if the package has one."""
+        return next((member for member in self.members if member.kind == "view_classifier"), None)
+
+    def flips(self, body_part: str, laterality: str | None) -> bool:
+        """True when an image of ``body_part`` and ``laterality`` is mirrored to the canonical side first."""
+        side = self.canonical_side.get(body_part)
+        return side is not None and laterality in ("L", "R") and laterality != side
 
 
 def sha256_of(path: Path) -> str:

@@ -1,19 +1,24 @@
-"""The ``pedfrac`` command: serve, status, echo, check-models, build-demo-package."""
+"""The ``pedfrac`` command: serve, status, retry, audit, echo, check-models, build-demo-package."""
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from inference.package import PackageError
+from listener.logs import configure_logging
 from listener.settings import Destination, Settings, SettingsError, load_settings
+from listener.tls import TLSSetupError
+from storage.models import AuditEvent
 
 logger = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"
+DATABASE_COMMANDS = ("status", "retry", "audit")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -48,9 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _serve_parser(commands)
 
-    status = commands.add_parser("status", help="list recent studies with their state")
+    status = commands.add_parser("status", help="list recent studies, and deliveries that failed or are dead")
     _add_config(status)
     status.add_argument("--limit", type=int, default=20, help="number of studies to list (default 20)")
+
+    _retry_parser(commands)
+    _audit_parser(commands)
 
     echo = commands.add_parser("echo", help="send a C-ECHO to a DICOM node and report the answer")
     echo.add_argument("node", metavar="AET@HOST:PORT")
@@ -62,6 +70,44 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("build-demo-package", help="train the demo model package on synthetic phantoms")
     demo.add_argument("rest", nargs=argparse.REMAINDER, help="options passed on; see build-demo-package -- --help")
     return parser
+
+
+def _retry_parser(commands: argparse._SubParsersAction) -> None:
+    retry = commands.add_parser("retry", help="send dead deliveries again",
+                                description="Make dead deliveries due now with a fresh count of attempts; the "
+                                            "running service sends them on its next round. Filters combine; "
+                                            "with none, every dead delivery is retried.")
+    _add_config(retry)
+    retry.add_argument("--delivery", type=int, action="append", metavar="ID", help="delivery id (see pedfrac "
+                       "status); repeat for several")
+    retry.add_argument("--study", metavar="UID", help="only deliveries of this Study Instance UID")
+    retry.add_argument("--destination", metavar="AET@HOST:PORT", help="only deliveries to this destination")
+    retry.add_argument("--pending", action="store_true",
+                       help="also make pending deliveries that wait out their back-off due now")
+
+
+def _audit_parser(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser("audit", help="query the audit trail: who sent what, which model read it, "
+                                "what was delivered where")
+    _add_config(audit)
+    audit.add_argument("--study", metavar="UID", help="Study Instance UID")
+    audit.add_argument("--sop", metavar="UID", help="SOP Instance UID")
+    audit.add_argument("--event", action="append", choices=[event.value for event in AuditEvent],
+                       help="event type; repeat for several")
+    audit.add_argument("--peer", metavar="AET_OR_DESTINATION", help="calling AE title or destination name")
+    audit.add_argument("--job", type=int, metavar="ID", help="job id")
+    audit.add_argument("--since", type=_timestamp, metavar="TIME", help="from this UTC time (ISO 8601), inclusive")
+    audit.add_argument("--until", type=_timestamp, metavar="TIME", help="up to this UTC time (ISO 8601), exclusive")
+    audit.add_argument("--limit", type=int, default=1000, help="latest records to print (default 1000)")
+    audit.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2027-01-31T08:00") from error
+    return value.replace(tzinfo=None)
 
 
 def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -87,12 +133,18 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = _serve_overrides(args) if args.command == "serve" else {}
-    if args.command == "status" and args.data_dir is not None:
+    if args.command in DATABASE_COMMANDS and args.data_dir is not None:
         overrides = {"storage": {"data_dir": args.data_dir}}
     return load_settings(args.config, overrides=overrides)
 
 
 def serve(settings: Settings) -> int:
+    from inference.offline import prefer_passive_openmp_wait
+
+    # Files the service or its libraries create (the ultralytics settings among them) stay owner-only.
+    os.umask(0o077)
+
+    prefer_passive_openmp_wait()  # before the import below, which loads torch
     from listener.service import Service
 
     service = Service(settings)
@@ -110,7 +162,7 @@ def serve(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    configure_logging(args.log_level)
 
     try:
         if args.command == "echo":
@@ -124,16 +176,29 @@ def main(argv: list[str] | None = None) -> int:
             return main_build_demo([item for item in args.rest if item != "--"])
 
         settings = _settings(args)
-        if args.command == "status":
-            from listener.commands import print_status
-            return print_status(settings, args.limit)
+        if args.command in DATABASE_COMMANDS:
+            return _database_command(args, settings)
         return serve(settings)
-    except SettingsError as error:
+    except (SettingsError, TLSSetupError) as error:
         print(f"pedfrac: {error}", file=sys.stderr)
         return 2
     except PackageError as error:
         print(f"pedfrac: {error}", file=sys.stderr)
         return 3
+
+
+def _database_command(args: argparse.Namespace, settings: Settings) -> int:
+    from listener import commands
+
+    if args.command == "status":
+        return commands.print_status(settings, args.limit)
+    if args.command == "retry":
+        return commands.retry(settings, delivery_ids=args.delivery, study_uid=args.study,
+                              destination=args.destination, include_pending=args.pending)
+    filters = commands.AuditFilters(study_uid=args.study, sop_uid=args.sop,
+                                    events=[AuditEvent(event) for event in args.event or []], peer=args.peer,
+                                    job_id=args.job, since=args.since, until=args.until, limit=args.limit)
+    return commands.print_audit(settings, filters, output_format=args.format)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ message that names the key.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "models" / "demo"
 ENV_PREFIX = "PEDFRAC_"
@@ -26,16 +27,40 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Kinds of output object a destination can receive: the Secondary Capture overlays, the
+# Structured Report, the Grayscale Softcopy Presentation States and the Key Object Selection.
+# Each name fits the 16-character kind column of the output_objects table.
+ObjectKind = Literal["overlay", "report", "presentation", "key_objects"]
+OBJECT_KINDS: tuple[ObjectKind, ...] = ("overlay", "report", "presentation", "key_objects")
+
+
 class Destination(_Section):
     """A DICOM node that receives our results by C-STORE."""
 
     ae_title: str = Field(pattern=_AE_TITLE)
     host: str
     port: int = Field(ge=1, le=65535)
+    tls: bool = Field(default=False, description="connect with DICOM TLS, verifying the peer's certificate")
+    objects: list[ObjectKind] = Field(default_factory=lambda: list(OBJECT_KINDS), min_length=1,
+                                      description="kinds of output object sent to this destination; default: all")
+    confirm_with_find: bool = Field(default=True, description="after an interrupted C-STORE, ask the peer by "
+                                    "C-FIND whether it holds the object before sending it again")
+
+    @field_validator("objects")
+    @classmethod
+    def _check_objects(cls, objects: list[ObjectKind]) -> list[ObjectKind]:
+        repeated = sorted({kind for kind in objects if objects.count(kind) > 1})
+        if repeated:
+            raise ValueError(f"object kinds {', '.join(repeated)} are listed more than once")
+        return objects
 
     @property
     def name(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
+
+    def receives(self, kind: str) -> bool:
+        """Return True when output objects of ``kind`` are sent to this destination."""
+        return kind in self.objects
 
     @classmethod
     def parse(cls, text: str) -> Destination:
@@ -54,6 +79,18 @@ class DicomSettings(_Section):
     max_associations: int = Field(default=16, ge=1, le=256)
     maximum_pdu_size: int = Field(default=131072, ge=0)
     network_timeout: float = Field(default=60.0, gt=0)
+    require_called_ae_title: bool = Field(default=False, description="reject associations addressed to another AE title")
+    nonconformance: Literal["ignore", "warn", "reject"] = Field(
+        default="warn", description="radiographs whose image attributes break the DICOM standard or contradict each "
+        "other: ignore (read them), warn (read them, log the problems and list them in the report) or reject "
+        "(answer C-STORE 0xA900 and quarantine them; an image already stored is skipped with the reason)")
+    allowed_peer_addresses: list[str] = Field(default=[], description="peer addresses or networks (CIDR) allowed to "
+                                              "associate; empty allows any")
+    tls_certificate: Path | None = Field(default=None, description="PEM certificate chain; set to serve DICOM TLS")
+    tls_private_key: Path | None = None
+    tls_private_key_password: SecretStr | None = None
+    tls_ca_file: Path | None = Field(default=None, description="PEM CA certificates that client certificates must chain to")
+    tls_require_client_certificate: bool = False
 
     @field_validator("allowed_calling_ae_titles")
     @classmethod
@@ -62,6 +99,28 @@ class DicomSettings(_Section):
             if not re.fullmatch(_AE_TITLE, title):
                 raise ValueError(f"{title!r} is not a valid AE title (1-16 printable characters, no backslash)")
         return titles
+
+    @field_validator("allowed_peer_addresses")
+    @classmethod
+    def _check_addresses(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError as error:
+                raise ValueError(f"{address!r} is not an IP address or network such as 10.1.2.0/24") from error
+        return addresses
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> DicomSettings:
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            raise ValueError("tls_certificate and tls_private_key must be set together")
+        if self.tls_require_client_certificate and (self.tls_certificate is None or self.tls_ca_file is None):
+            raise ValueError("tls_require_client_certificate needs tls_certificate, tls_private_key and tls_ca_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certificate is not None
 
 
 class StudySettings(_Section):
@@ -72,10 +131,16 @@ class StudySettings(_Section):
 class StorageSettings(_Section):
     data_dir: Path = Path("pedfrac-data")
     database_url: str | None = None
+    min_free_bytes: int = Field(default=1 << 30, ge=0, description="free bytes the archive keeps; below it "
+                                "associations are rejected and C-STOREs answered 0xA700")
 
     @property
     def archive_dir(self) -> Path:
         return self.data_dir / "archive"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
 
 
 class InferenceSettings(_Section):
@@ -96,6 +161,8 @@ class DeliverySettings(_Section):
     backoff_initial: float = Field(default=5.0, gt=0)
     backoff_max: float = Field(default=600.0, gt=0)
     timeout: float = Field(default=60.0, gt=0)
+    tls_ca_file: Path | None = Field(default=None, description="PEM CA certificates for destinations with tls = true; "
+                                     "not set: the system's trust store")
 
 
 class Settings(_Section):
@@ -164,7 +231,8 @@ def load_settings(path: Path | None = None, *, overrides: dict[str, dict[str, An
     return settings
 
 
-_PATH_KEYS = (("storage", "data_dir"), ("inference", "models"), ("reporting", "font"))
+_PATH_KEYS = (("storage", "data_dir"), ("inference", "models"), ("reporting", "font"), ("dicom", "tls_certificate"),
+              ("dicom", "tls_private_key"), ("dicom", "tls_ca_file"), ("delivery", "tls_ca_file"))
 
 
 def _resolve_relative_paths(data: dict[str, Any], folder: Path) -> None:

@@ -1,7 +1,9 @@
 """Overlay rendering: Grad-CAM heat map, detector boxes and a caption burned into an RGB copy.
 
 The overlay keeps the full resolution of the source image, so the Secondary Capture built from
-it lines up pixel for pixel with the radiograph it annotates.
+it lines up pixel for pixel with the radiograph it annotates. Boxes at the high-specificity
+operating point are drawn solid and boxes that reach only the high-sensitivity operating point
+are drawn dotted, the convention of commercial fracture detectors.
 """
 from __future__ import annotations
 
@@ -14,12 +16,30 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from inference.findings import FAT_PAD, FRACTURE, Box, ImageFinding
-from reporting.captions import box_label, caption_lines, check_language
+from inference.findings import FAT_PAD, FRACTURE, HIGH_SENSITIVITY, Box, ImageFinding
+from reporting.captions import (
+    anatomy_line,
+    box_label,
+    check_language,
+    disclaimer,
+    legend_line,
+    model_line,
+    verdict_line,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FONT_PATH: Final = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
+# NanumGothic 3.021 (SIL Open Font License 1.1, see reporting/fonts/OFL.txt) travels with the
+# code, so captions and Korean names render the same on every host. It draws all 11,172 Hangul
+# syllables and the 4,620 Hanja of KS X 1001 in 4.5 MiB. The 0.7 MiB NanumSquare maps those
+# Hanja to empty glyphs, so a name such as 洪吉洞 would vanish from the overlay. Debian's
+# copy of the same font (package fonts-nanum) is the fallback for an installation that left
+# the bundled file out.
+BUNDLED_FONT_PATH: Final = Path(__file__).resolve().parent / "fonts" / "NanumGothic.ttf"
+SYSTEM_FONT_PATH: Final = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
+# Drawn in place of a character that the font has no visible glyph for.
+MISSING_GLYPH: Final = "?"
+DEFAULT_FONT_PATH: Final = BUNDLED_FONT_PATH if BUNDLED_FONT_PATH.is_file() else SYSTEM_FONT_PATH
 FONT_PACKAGE: Final = "fonts-nanum"
 
 BOX_COLOURS: Final = {FRACTURE: (255, 0, 0), FAT_PAD: (255, 255, 0)}
@@ -45,8 +65,14 @@ def render_overlay(
     language: str,
     model_identity: str,
     font_path: Path | None = None,
+    patient: str | None = None,
 ) -> np.ndarray:
     """Render the heat map, boxes and caption of ``finding`` over its source image.
+
+    The caption has two blocks. The top block contains the verdict with the probability, the
+    side, body part and view, and ``patient``. The bottom block contains the model, the key to
+    the box styles when there are boxes, and the disclaimer. Each block sits in a left corner,
+    or in the right corner when it would cover a box only on the left.
 
     Parameters
     ----------
@@ -59,7 +85,10 @@ def render_overlay(
     model_identity
         Model name and version written in the caption.
     font_path
-        TrueType font with Hangul glyphs; defaults to Debian's NanumGothic.
+        TrueType font with Hangul glyphs; defaults to the bundled NanumGothic, or to Debian's
+        copy of it when the bundled file is missing.
+    patient
+        Patient line from ``captions.patient_line``, or None to leave the patient out.
 
     Returns
     -------
@@ -85,8 +114,16 @@ def render_overlay(
     text_px = _text_size(grey.shape)
     image = _draw_boxes(image, finding.boxes, font_file=font_file, text_px=text_px, language=language)
 
-    lines = caption_lines(finding, language=language, model_identity=model_identity)
-    image = _draw_caption(image, lines, font_file=font_file, text_px=text_px, verdict_colour=VERDICT_COLOURS[finding.positive])
+    top = [verdict_line(finding, language=language), anatomy_line(finding, language=language)]
+    top += [patient] if patient else []
+    bottom = [model_line(model_identity, language=language)]
+    bottom += [legend_line(language=language)] if finding.boxes else []
+    bottom += [disclaimer(language=language)]
+
+    image = _draw_caption(image, top, font_file=font_file, text_px=text_px,
+                          first_line_colour=VERDICT_COLOURS[finding.positive], at_bottom=False, avoid=finding.boxes)
+    image = _draw_caption(image, bottom, font_file=font_file, text_px=text_px,
+                          first_line_colour=TEXT_COLOUR, at_bottom=True, avoid=finding.boxes)
 
     logger.debug("rendered overlay for SOP instance %s with %d boxes", finding.sop_instance_uid, len(finding.boxes))
     return np.array(image.convert("RGB"))
@@ -140,7 +177,10 @@ def _font(font_file: Path, size: int) -> ImageFont.FreeTypeFont:
 
 
 def _draw_boxes(image: Image.Image, boxes: Sequence[Box], *, font_file: Path, text_px: int, language: str) -> Image.Image:
-    """Draw each box as a rectangle in its label's colour with the label and confidence above it."""
+    """Draw each box in its label's colour with the label and confidence above it.
+
+    High-specificity boxes get a solid outline, high-sensitivity boxes a dotted one.
+    """
     draw = ImageDraw.Draw(image)
     font = _font(font_file, max(MIN_TEXT_PX, round(text_px * 0.8)))
     line_width = max(2, text_px // 6)
@@ -151,7 +191,10 @@ def _draw_boxes(image: Image.Image, boxes: Sequence[Box], *, font_file: Path, te
         colour = BOX_COLOURS[box.label]
         x0, y0 = _clamp(box.x0, columns), _clamp(box.y0, rows)
         x1, y1 = _clamp(box.x1, columns), _clamp(box.y1, rows)
-        draw.rectangle((x0, y0, x1, y1), outline=colour, width=line_width)
+        if box.tier == HIGH_SENSITIVITY:
+            _draw_dotted_rectangle(draw, (x0, y0, x1, y1), colour=colour, width=line_width)
+        else:
+            draw.rectangle((x0, y0, x1, y1), outline=colour, width=line_width)
 
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         label_height = bottom - top + line_width * 2
@@ -160,6 +203,24 @@ def _draw_boxes(image: Image.Image, boxes: Sequence[Box], *, font_file: Path, te
         draw.text((x0 + line_width - left, label_y + line_width - top), label, font=font, fill=(0, 0, 0))
 
     return image
+
+
+def _draw_dotted_rectangle(
+    draw: ImageDraw.ImageDraw,
+    corners: tuple[int, int, int, int],
+    *,
+    colour: tuple[int, int, int],
+    width: int,
+) -> None:
+    """Draw the outline of ``corners`` as square dots of side ``width``, one dot every ``3 * width`` pixels."""
+    x0, y0, x1, y1 = corners
+    step = 3 * width
+    for x in range(x0, x1 + 1, step):
+        draw.rectangle((x, y0, min(x + width - 1, x1), y0 + width - 1), fill=colour)
+        draw.rectangle((x, y1 - width + 1, min(x + width - 1, x1), y1), fill=colour)
+    for y in range(y0, y1 + 1, step):
+        draw.rectangle((x0, y, x0 + width - 1, min(y + width - 1, y1)), fill=colour)
+        draw.rectangle((x1 - width + 1, y, x1, min(y + width - 1, y1)), fill=colour)
 
 
 def _clamp(value: float, size: int) -> int:
@@ -172,25 +233,79 @@ def _draw_caption(
     *,
     font_file: Path,
     text_px: int,
-    verdict_colour: tuple[int, int, int],
+    first_line_colour: tuple[int, int, int],
+    at_bottom: bool,
+    avoid: Sequence[Box] = (),
 ) -> Image.Image:
-    """Write ``lines`` on a translucent dark block in the top-left corner, shrinking the font to fit."""
-    columns = image.size[0]
+    """Write ``lines`` on a translucent dark block in a left corner, shrinking the font to fit.
+
+    The block moves to the right corner when it would cover one of the boxes in ``avoid`` on
+    the left and none on the right.
+    """
+    columns, rows = image.size
     font = _fitting_font(lines, font_file=font_file, text_px=text_px, max_width=int(columns * 0.96))
     margin = max(2, font.size // 2)
     line_step = round(font.size * 1.3)
 
-    widths = [_text_width(font, line) for line in lines]
-    block = (0, 0, min(columns, max(widths) + 2 * margin), margin * 2 + line_step * len(lines))
+    width = min(columns, max(_text_width(font, line) for line in lines) + 2 * margin)
+    height = margin * 2 + line_step * len(lines)
+    top = max(0, rows - height) if at_bottom else 0
+    left = 0
+    if _covers_box((0, top, width, top + height), avoid) and not _covers_box((columns - width, top, columns, top + height), avoid):
+        left = columns - width
+
     layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    ImageDraw.Draw(layer).rectangle(block, fill=CAPTION_BACKGROUND)
+    ImageDraw.Draw(layer).rectangle((left, top, left + width, top + height), fill=CAPTION_BACKGROUND)
     image = Image.alpha_composite(image, layer)
 
     draw = ImageDraw.Draw(image)
     for index, line in enumerate(lines):
-        colour = verdict_colour if index == 0 else TEXT_COLOUR
-        draw.text((margin, margin + index * line_step), line, font=font, fill=colour)
+        colour = first_line_colour if index == 0 else TEXT_COLOUR
+        draw.text((left + margin, top + margin + index * line_step), _drawable(line, font), font=font, fill=colour)
     return image
+
+
+def _drawable(text: str, font: ImageFont.FreeTypeFont) -> str:
+    """Return ``text`` with MISSING_GLYPH in place of each visible character that ``font`` cannot draw.
+
+    A character cannot be drawn when its glyph is empty (NanumSquare maps Hanja that way) or is
+    the font's "missing glyph" box. A blank where part of a patient name should be would go
+    unnoticed, while "?" shows the reader that something is missing. The log line gives only
+    the count, never the text.
+    """
+    missing_box = _glyph_pixels(font, _NONCHARACTER)
+    missing = {
+        character
+        for character in set(text)
+        if not character.isspace() and _glyph_pixels(font, character) in (None, missing_box)
+    }
+    if not missing:
+        return text
+
+    logger.warning("caption font %s has no glyph for %d characters of a caption line; drawn as %r",
+                   Path(str(font.path)).name, len(missing), MISSING_GLYPH)
+    return "".join(MISSING_GLYPH if character in missing else character for character in text)
+
+
+# A Unicode noncharacter, which no font maps, so the font draws its missing-glyph box for it.
+_NONCHARACTER: Final = "\U0010FFFF"
+
+
+def _glyph_pixels(font: ImageFont.FreeTypeFont, character: str) -> tuple[tuple[int, int], bytes] | None:
+    """Return the size and pixels of ``character`` drawn alone, or None when it draws nothing."""
+    left, top, right, bottom = font.getbbox(character)
+    if right <= left or bottom <= top:
+        return None
+
+    glyph = Image.new("L", (right - left, bottom - top))
+    ImageDraw.Draw(glyph).text((-left, -top), character, font=font, fill=255)
+    pixels = glyph.tobytes()
+    return (glyph.size, pixels) if any(pixels) else None
+
+
+def _covers_box(block: tuple[int, int, int, int], boxes: Sequence[Box]) -> bool:
+    left, top, right, bottom = block
+    return any(box.x0 < right and box.x1 > left and box.y0 < bottom and box.y1 > top for box in boxes)
 
 
 def _fitting_font(lines: Sequence[str], *, font_file: Path, text_px: int, max_width: int) -> ImageFont.FreeTypeFont:

@@ -17,22 +17,22 @@ from reporting.identifiers import (
     MANUFACTURER_MODEL_NAME,
     SC_SERIES_DESCRIPTION,
     SC_SERIES_NUMBER,
+    algorithm_equipment,
     new_uid,
     quiet_person_name_check,
+    series_laterality,
     software_version,
 )
 
 logger = logging.getLogger(__name__)
-
-# Laterality (0020,0060) takes only R or L (PS3.3 C.7.3.1). It is Type 2C and required for a
-# paired body part such as the wrist or elbow, so an unknown side is written as an empty value.
-_SERIES_LATERALITIES: Final = ("R", "L")
 
 # highdicom 0.28.2 requires a Patient Orientation pair for a PATIENT coordinate system. When
 # the source has none, the SC is built with this pair and the attribute is then emptied. Patient
 # Orientation is Type 2C in the General Image module (PS3.3 C.7.6.1), so for an SC it must be
 # present but may be empty.
 _UNKNOWN_ORIENTATION_PLACEHOLDER: Final = ("A", "F")
+
+DERIVATION: Final = codes.DCM.ComputerAidedDetection
 
 
 def build_secondary_capture(
@@ -75,7 +75,7 @@ def build_secondary_capture(
     """
     _check_inputs(source, overlay, finding)
     orientation = _patient_orientation(source)
-    laterality = _series_laterality(source)
+    laterality = series_laterality(source)
 
     with quiet_person_name_check():
         image = hd.sc.SCImage.from_ref_dataset(
@@ -92,7 +92,7 @@ def build_secondary_capture(
             laterality=laterality,
             patient_orientation=orientation or _UNKNOWN_ORIENTATION_PLACEHOLDER,
             transfer_syntax_uid=ExplicitVRLittleEndian,
-            contributing_equipment=[_processing_equipment(model_identity)],
+            contributing_equipment=[algorithm_equipment(model_identity)],
             manufacturer_model_name=MANUFACTURER_MODEL_NAME,
             software_versions=software_version(),
             series_description=SC_SERIES_DESCRIPTION,
@@ -131,14 +131,6 @@ def _check_inputs(source: Dataset, overlay: np.ndarray, finding: ImageFinding) -
         )
 
 
-def _series_laterality(source: Dataset) -> str | None:
-    for keyword in ("Laterality", "ImageLaterality"):
-        value = str(source.get(keyword, "") or "").upper()
-        if value in _SERIES_LATERALITIES:
-            return value
-    return None
-
-
 def _patient_orientation(source: Dataset) -> tuple[str, str] | None:
     """Return the two values of Patient Orientation (0020,0020), or None when the source has no such pair."""
     orientation = source.get("PatientOrientation")
@@ -146,16 +138,6 @@ def _patient_orientation(source: Dataset) -> tuple[str, str] | None:
         logger.info("source %s has no two-valued Patient Orientation; the overlay gets an empty one", source.SOPInstanceUID)
         return None
     return str(orientation[0]), str(orientation[1])
-
-
-def _processing_equipment(model_identity: str) -> hd.ContributingEquipment:
-    return hd.ContributingEquipment(
-        manufacturer=MANUFACTURER,
-        purpose_of_reference=codes.cid7005.ProcessingEquipment,
-        manufacturer_model_name=MANUFACTURER_MODEL_NAME,
-        software_versions=software_version(),
-        contribution_description=f"fracture detection by {model_identity}",
-    )
 
 
 def _copy_character_set(source: Dataset, image: Dataset) -> None:
@@ -171,10 +153,16 @@ def _copy_character_set(source: Dataset, image: Dataset) -> None:
 
 
 def _mark_derived(image: Dataset, source: Dataset, finding: ImageFinding, model_identity: str) -> None:
-    """Set the attributes that describe the overlay as a derived, annotated image."""
+    """Set the attributes that describe the overlay as a derived, annotated image (General Image, PS3.3 C.7.6.1).
+
+    Derivation Code Sequence (0008,9215) takes its codes from CID 7203 "Image Derivation",
+    which has no concept for findings burned into a copy, so it contains (110004, DCM, "Computer
+    Aided Detection") instead.
+    """
     image.ImageType = ["DERIVED", "SECONDARY"]
     image.ConversionType = hd.sc.ConversionTypeValues.WSD.value
     image.BurnedInAnnotation = "YES"
+    image.DerivationCodeSequence = [hd.sr.CodedConcept.from_code(DERIVATION)]
 
     reference = Dataset()
     reference.ReferencedSOPClassUID = source.SOPClassUID

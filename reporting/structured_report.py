@@ -6,14 +6,23 @@ Content tree (PS3.16 TID 1500), built with highdicom's templates:
 * Image Library (TID 1600): every source image that was read.
 * Imaging Measurements: per image a TID 1501 group with fracture present or absent, the
   ensemble probability, the finding site with laterality and Algorithm Identification (TID
-  4019). Each detector box gets a TID 1410 group whose region is a closed 5-point POLYLINE
-  SCOORD. One more TID 1501 group contains the patient-level result and the maximum probability.
-* Qualitative Evaluations: one TEXT item per image that was not analysed, with the reason.
+  4019). An elbow lateral image that a detector read also gets elbow joint effusion (the
+  fat-pad sign) present or absent. Each detector box gets a TID 1410 group whose region is a
+  closed 5-point POLYLINE SCOORD, with its operating point among the algorithm parameters. One
+  more TID 1501 group contains the patient-level result and the maximum probability.
+* Qualitative Evaluations: the patient-level result as a sentence (DCM 121077 "Conclusion"),
+  then one TEXT item per body part and side that names the views read (a single view
+  included), then one TEXT item per image that was not analysed, with the reason.
+
+The document names the model package in its Contributing Equipment Sequence (0018,A001), as
+IHE AI Results specifies. A report that replaces an earlier one of the same study lists it in
+the Predecessor Documents Sequence (0040,A360) (SR Document General, PS3.3 C.17.2).
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import highdicom as hd
@@ -24,12 +33,22 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from inference.findings import FAT_PAD, FRACTURE, Box, ImageFinding, SkippedImage, StudyFinding
+from inference.findings import (
+    FAT_PAD,
+    FRACTURE,
+    HIGH_SPECIFICITY,
+    Box,
+    ImageFinding,
+    StudyFinding,
+)
+from inference.pairing import describe_pair, pair_name
+from reporting.captions import anatomy_line, disclaimer, verdict_line
 from reporting.identifiers import (
     MANUFACTURER,
     MANUFACTURER_MODEL_NAME,
     SR_SERIES_DESCRIPTION,
     SR_SERIES_NUMBER,
+    algorithm_equipment,
     new_uid,
     quiet_person_name_check,
     software_version,
@@ -38,10 +57,17 @@ from reporting.identifiers import (
 
 logger = logging.getLogger(__name__)
 
-# Standard codes. SNOMED CT 72704001 is the morphologic abnormality "Fracture". Present and
-# Absent are the values of CID 241 "Present-Absent Only" as pydicom 3.0.2 lists them, where
-# Absent is SCT 272519000 rather than the SNOMED qualifier 2667000 that HL7 value sets use.
+# Standard codes. SNOMED CT 72704001 is the morphologic abnormality "Fracture", which names
+# what an image shows, while 125605004 "Fracture of bone" is the disorder, a diagnosis. Neither
+# is in a DICOM context group as pydicom 3.0.2 lists them, and TID 1501 leaves the concept name
+# of a qualitative evaluation open. Present and Absent are the values of CID 241 "Present-Absent
+# Only" as pydicom 3.0.2 lists them, where Absent is SCT 272519000 rather than the SNOMED
+# qualifier 2667000 that HL7 value sets use.
 FRACTURE_CONCEPT: Final = Code("72704001", "SCT", "Fracture")
+# An elevated elbow fat pad on a lateral view is the radiographic sign of a joint effusion. The
+# effusion is coded as SCT 41699000 "Effusion" (CID 12280) in a group whose finding site is
+# SCT 16953009 "Elbow joint", since no pre-coordinated elbow effusion code is in the CIDs.
+EFFUSION_CONCEPT: Final = codes.SCT.Effusion
 PRESENT: Final = codes.cid241.Present
 ABSENT: Final = codes.cid241.Absent
 QUALITATIVE_EVALUATIONS: Final = Code("C0034375", "UMLS", "Qualitative Evaluations")
@@ -52,6 +78,8 @@ PROCEDURES: Final = {
     "elbow": Code("24676-9", "LN", "XR Elbow Views"),
 }
 FINDING_SITES: Final = {"wrist": codes.SCT.WristJoint, "elbow": codes.SCT.ElbowJoint}
+# Bone structures of CID 7304 for a box that names its bone.
+BONE_SITES: Final = {"radius": codes.SCT.RadiusBone, "ulna": codes.SCT.Ulna, "humerus": codes.SCT.Humerus}
 LATERALITIES: Final = {"R": codes.cid244.Right, "L": codes.cid244.Left, "B": codes.cid244.Bilateral}
 VIEWS: Final = {"AP": codes.cid4010.AnteroPosterior, "LAT": codes.cid4010.LateralProjection}
 
@@ -62,6 +90,7 @@ PRIVATE_SCHEME: Final = "99PEDFRAC"
 FRACTURE_PROBABILITY: Final = Code("FRACPROB", PRIVATE_SCHEME, "Fracture probability")
 ELBOW_FAT_PAD_SIGN: Final = Code("FATPAD", PRIVATE_SCHEME, "Elevated elbow fat pad")
 IMAGE_NOT_ANALYSED: Final = Code("NOTANALYSED", PRIVATE_SCHEME, "Image not analysed")
+VIEW_PAIR: Final = Code("VIEWPAIR", PRIVATE_SCHEME, "Views read for one body part and side")
 
 BOX_FINDINGS: Final = {FRACTURE: FRACTURE_CONCEPT, FAT_PAD: ELBOW_FAT_PAD_SIGN}
 
@@ -69,6 +98,25 @@ BOX_FINDINGS: Final = {FRACTURE: FRACTURE_CONCEPT, FAT_PAD: ELBOW_FAT_PAD_SIGN}
 # when Imager Pixel Spacing (0018,1164) is present.
 _PROJECTION_MODALITIES: Final = {"CR": codes.cid29.ComputedRadiography, "DX": codes.cid29.DigitalRadiography}
 _PIXELS: Final = Code("{pixels}", "UCUM", "Pixels")
+
+
+@dataclass(frozen=True)
+class ReportReference:
+    """Identifiers of an earlier SR of the same study that a new report replaces."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+
+    def as_dataset(self) -> Dataset:
+        """Return the four UIDs as a dataset, the form highdicom takes for a previous version."""
+        dataset = Dataset()
+        dataset.StudyInstanceUID = self.study_instance_uid
+        dataset.SeriesInstanceUID = self.series_instance_uid
+        dataset.SOPInstanceUID = self.sop_instance_uid
+        dataset.SOPClassUID = self.sop_class_uid
+        return dataset
 
 
 def build_structured_report(
@@ -79,6 +127,7 @@ def build_structured_report(
     model_identity: str,
     algorithm_name: str,
     algorithm_version: str,
+    predecessor: ReportReference | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """Build the TID 1500 Measurement Report of ``study`` as a Comprehensive 3D SR.
 
@@ -97,6 +146,9 @@ def build_structured_report(
         Model name and version, recorded as the device observer's model name (TID 1004).
     algorithm_name, algorithm_version
         Algorithm Identification (TID 4019) of every measurement group.
+    predecessor
+        The SR of an earlier reading of the same study that this report replaces, listed in
+        the Predecessor Documents Sequence (0040,A360); None for a first reading.
 
     Returns
     -------
@@ -107,17 +159,18 @@ def build_structured_report(
     Raises
     ------
     ValueError
-        If no image was read, a source is missing or belongs to another study, or a body part
-        or box label has no code. A view without a code is left out of the Image Library.
+        If no image was read, a source is missing or belongs to another study, the predecessor
+        is of another study, or a body part or box label has no code. A view without a code is
+        left out of the Image Library.
     """
     read_sources = _read_sources(sources, study)
+    _check_predecessor(predecessor, study)
 
-    algorithm = hd.sr.AlgorithmIdentification(name=algorithm_name, version=algorithm_version, manufacturer=MANUFACTURER)
     groups: list[hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations] = []
     for index, (finding, source) in enumerate(zip(study.images, read_sources), start=1):
         groups.append(_image_group(index, finding, source, _algorithm_with_parameters(finding, algorithm_name, algorithm_version)))
-        groups.extend(_box_groups(index, finding, source, algorithm))
-    groups.append(_study_group(study, read_sources, algorithm))
+        groups.extend(_box_groups(index, finding, source, algorithm_name, algorithm_version))
+    groups.append(_study_group(study, read_sources, _study_algorithm(algorithm_name, algorithm_version)))
 
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(algorithm_name, algorithm_version, model_identity),
@@ -126,18 +179,27 @@ def build_structured_report(
         title=codes.cid7021.ImagingMeasurementReport,
     )
     _insert_image_library(report, study.images, read_sources)
-    _append_skipped_images(report, study.skipped)
+    _append_qualitative_evaluations(report, study)
 
-    document = _document(report, read_sources, series_instance_uid)
+    document = _document(report, read_sources, series_instance_uid, model_identity, predecessor)
     logger.info(
-        "built structured report %s for study %s: %d images read, %d skipped, fracture %s",
+        "built structured report %s for study %s: %d images read, %d skipped, fracture %s, replaces %s",
         document.SOPInstanceUID,
         study.study_instance_uid,
         len(study.images),
         len(study.skipped),
         "present" if study.positive else "absent",
+        predecessor.sop_instance_uid if predecessor else "none",
     )
     return document
+
+
+def _check_predecessor(predecessor: ReportReference | None, study: StudyFinding) -> None:
+    if predecessor is not None and predecessor.study_instance_uid != study.study_instance_uid:
+        raise ValueError(
+            f"predecessor report {predecessor.sop_instance_uid} belongs to study {predecessor.study_instance_uid}, "
+            f"expected {study.study_instance_uid}"
+        )
 
 
 def _read_sources(sources: Sequence[Dataset], study: StudyFinding) -> list[Dataset]:
@@ -163,15 +225,36 @@ def _read_sources(sources: Sequence[Dataset], study: StudyFinding) -> list[Datas
 
 
 def _algorithm_with_parameters(finding: ImageFinding, name: str, version: str) -> hd.sr.AlgorithmIdentification:
-    """Build Algorithm Identification (TID 4019) with the decision threshold and ensemble members as parameters."""
+    """Build Algorithm Identification (TID 4019) with the parameters that reproduce the image's reading.
+
+    They are the decision threshold, the attributes (or the view classifier) that decided view
+    and body part, the ensemble members, every pixel and model input step with its parameters,
+    and the non-conformance problems the policy let through.
+    """
     parameters = [
         f"decision threshold {finding.threshold:.3f}",
         f"view {finding.view} from {finding.view_source}",
+        f"body part {finding.body_part} from {finding.body_part_source}",
     ]
     parameters += [
         f"member {member.member} ({member.kind}) probability {member.probability:.3f} weight {member.weight:.3f}"
         for member in finding.members
     ]
+    parameters += [f"step {step.describe()}" for step in finding.steps]
+    parameters += [f"non-conformant input: {problem}" for problem in finding.nonconformance]
+    return hd.sr.AlgorithmIdentification(name=name, version=version, parameters=parameters, manufacturer=MANUFACTURER)
+
+
+def _box_algorithm(box: Box, name: str, version: str) -> hd.sr.AlgorithmIdentification:
+    """Build Algorithm Identification (TID 4019) whose parameters name the box's operating point."""
+    style = "solid" if box.tier == HIGH_SPECIFICITY else "dotted"
+    parameters = [f"operating point {box.tier.replace('_', ' ')} (drawn {style})", f"detector confidence {box.confidence:.3f}"]
+    return hd.sr.AlgorithmIdentification(name=name, version=version, parameters=parameters, manufacturer=MANUFACTURER)
+
+
+def _study_algorithm(name: str, version: str) -> hd.sr.AlgorithmIdentification:
+    """Build Algorithm Identification (TID 4019) whose parameters state the patient-level rule."""
+    parameters = ["patient positive if any image is positive", "patient probability is the maximum image probability"]
     return hd.sr.AlgorithmIdentification(name=name, version=version, parameters=parameters, manufacturer=MANUFACTURER)
 
 
@@ -184,8 +267,32 @@ def _finding_site(finding: ImageFinding) -> hd.sr.FindingSite:
     return hd.sr.FindingSite(anatomic_location=FINDING_SITES[finding.body_part], laterality=laterality)
 
 
+def _box_finding_sites(finding: ImageFinding, box: Box) -> list[hd.sr.FindingSite]:
+    """Build the joint's Finding Site and, when the box names its bone, the bone's (CID 7304)."""
+    sites = [_finding_site(finding)]
+    if box.bone is not None:
+        laterality = LATERALITIES.get(finding.laterality or "")
+        sites.append(hd.sr.FindingSite(anatomic_location=BONE_SITES[box.bone], laterality=laterality))
+    return sites
+
+
 def _presence(positive: bool) -> hd.sr.QualitativeEvaluation:
     return hd.sr.QualitativeEvaluation(name=FRACTURE_CONCEPT, value=PRESENT if positive else ABSENT)
+
+
+def _effusion(finding: ImageFinding) -> list[hd.sr.QualitativeEvaluation]:
+    """Build elbow joint effusion present or absent for an elbow lateral image that a detector read.
+
+    The effusion is present when the detector found a fat-pad box at its high-specificity
+    operating point. Other images, and an elbow lateral image that no detector read, get no
+    effusion item, because nothing looked for the sign there.
+    """
+    detector_read = any(member.kind == "detector" for member in finding.members)
+    if finding.body_part != "elbow" or finding.view != "LAT" or not detector_read:
+        return []
+
+    present = any(box.label == FAT_PAD and box.tier == HIGH_SPECIFICITY for box in finding.boxes)
+    return [hd.sr.QualitativeEvaluation(name=EFFUSION_CONCEPT, value=PRESENT if present else ABSENT)]
 
 
 def _image_group(
@@ -205,7 +312,7 @@ def _image_group(
         algorithm_id=algorithm,
         finding_sites=[_finding_site(finding)],
         measurements=[probability],
-        qualitative_evaluations=[_presence(finding.positive)],
+        qualitative_evaluations=[_presence(finding.positive), *_effusion(finding)],
         source_images=[hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)],
     )
 
@@ -214,7 +321,8 @@ def _box_groups(
     index: int,
     finding: ImageFinding,
     source: Dataset,
-    algorithm: hd.sr.AlgorithmIdentification,
+    algorithm_name: str,
+    algorithm_version: str,
 ) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
     """Build one TID 1410 group per detector box, with its confidence as Certainty of Finding in percent."""
     groups = []
@@ -229,11 +337,13 @@ def _box_groups(
         )
         groups.append(
             hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid(), identifier=f"image {index} box {number} {box.label}"),
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=new_uid(), identifier=f"image {index} box {number} {box.label} {box.tier.replace('_', ' ')}"
+                ),
                 referenced_region=_box_region(box, source),
                 finding_type=BOX_FINDINGS[box.label],
-                algorithm_id=algorithm,
-                finding_sites=[_finding_site(finding)],
+                algorithm_id=_box_algorithm(box, algorithm_name, algorithm_version),
+                finding_sites=_box_finding_sites(finding, box),
                 measurements=[certainty],
             )
         )
@@ -328,11 +438,14 @@ def _library_entry(finding: ImageFinding, source: Dataset) -> hd.sr.ImageContent
 def _library_descriptors(finding: ImageFinding, source: Dataset) -> list[hd.sr.ContentItem]:
     extra = _view_and_laterality(finding)
     modality = str(source.get("Modality", ""))
-    if modality not in _PROJECTION_MODALITIES or "ImagerPixelSpacing" in source:
+    orientation = source.get("PatientOrientation")
+    complete = "ImagerPixelSpacing" in source and orientation is not None and len(orientation) == 2
+    if modality not in _PROJECTION_MODALITIES or complete:
         return list(hd.sr.ImageLibraryEntryDescriptors(source, additional_descriptors=extra))
 
-    # NOTE: without Imager Pixel Spacing (Type 3 in CR) highdicom 0.28.2 raises AttributeError,
-    # so this path writes the TID 1602 items it would write, minus the two pixel spacing rows.
+    # NOTE: highdicom 0.28.2 raises for a projection image without Imager Pixel Spacing (Type 3
+    # in CR) or with an empty Patient Orientation (Type 2C). This path writes the TID 1602 items
+    # it would write, without the two pixel spacing rows and without an orientation it lacks.
     context = hd.sr.RelationshipTypeValues.HAS_ACQ_CONTEXT
     items: list[hd.sr.ContentItem] = [
         hd.sr.CodeContentItem(name=codes.DCM.Modality, value=_PROJECTION_MODALITIES[modality], relationship_type=context),
@@ -357,25 +470,68 @@ def _view_and_laterality(finding: ImageFinding) -> list[hd.sr.ContentItem]:
     return items
 
 
-def _append_skipped_images(report: hd.sr.MeasurementReport, skipped: Sequence[SkippedImage]) -> None:
-    """Append a Qualitative Evaluations container (TID 1500) with one TEXT item per skipped image."""
-    if not skipped:
-        return
+def _append_qualitative_evaluations(report: hd.sr.MeasurementReport, study: StudyFinding) -> None:
+    """Append the Qualitative Evaluations container (TID 1500): a conclusion, the view pairs, then the skipped images.
 
+    The conclusion repeats the coded result as a sentence, which renderers such as dcmtk's
+    dsr2html show as it is, where they show coded items without their concept names.
+    """
     items = [
+        hd.sr.TextContentItem(
+            name=codes.DCM.Conclusion,
+            value=_conclusion(study),
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+    ]
+    items += [
+        hd.sr.TextContentItem(
+            name=VIEW_PAIR,
+            value=describe_pair(pair),
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+        for pair in study.pairs
+    ]
+    items += [
         hd.sr.TextContentItem(
             name=IMAGE_NOT_ANALYSED,
             value=f"SOP Instance UID {image.sop_instance_uid} was not analysed: {image.reason}",
             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
         )
-        for image in skipped
+        for image in study.skipped
     ]
     container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
     container.ContentSequence = hd.sr.ContentSequence(items)
     report[0].ContentSequence.append(container)
 
 
-def _document(report: hd.sr.MeasurementReport, sources: Sequence[Dataset], series_instance_uid: str) -> hd.sr.Comprehensive3DSR:
+def _conclusion(study: StudyFinding) -> str:
+    """Return the patient-level result in one paragraph, e.g. "AI: fracture suspected, p=0.91 on the right wrist AP ..."."""
+    strongest = max(study.images, key=lambda image: image.probability)
+    positives = sum(image.positive for image in study.images)
+    sentences = [
+        f"{verdict_line(strongest, language='en')} on the {anatomy_line(strongest, language='en')} image "
+        f"({positives} of {len(study.images)} images read are positive)."
+    ]
+    if any(item.value == PRESENT for image in study.images for item in _effusion(image)):
+        sentences.append("Elbow joint effusion (fat-pad sign) suspected.")
+    single = [pair for pair in study.pairs if pair.single_view]
+    if single:
+        sides = ", ".join(pair_name(pair) for pair in single)
+        sentences.append(f"Only one view was read for: {sides}.")
+    if study.skipped:
+        count = len(study.skipped)
+        sentences.append(f"{count} {'image' if count == 1 else 'images'} not analysed.")
+    sentences.append(f"{disclaimer(language='en')}.")
+    return " ".join(sentences)
+
+
+def _document(
+    report: hd.sr.MeasurementReport,
+    sources: Sequence[Dataset],
+    series_instance_uid: str,
+    model_identity: str,
+    predecessor: ReportReference | None,
+) -> hd.sr.Comprehensive3DSR:
     """Wrap ``report`` in a Comprehensive 3D SR in the study of ``sources``."""
     private_scheme = CodingSchemeIdentificationItem(
         designator=PRIVATE_SCHEME,
@@ -395,6 +551,8 @@ def _document(report: hd.sr.MeasurementReport, sources: Sequence[Dataset], serie
             is_final=False,
             is_verified=False,
             coding_schemes=[private_scheme],
+            previous_versions=[predecessor.as_dataset()] if predecessor else None,
+            contributing_equipment=[algorithm_equipment(model_identity)],
             series_description=SR_SERIES_DESCRIPTION,
             manufacturer_model_name=MANUFACTURER_MODEL_NAME,
             software_versions=software_version(),

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(dcmtk dicom3tools orthanc fonts-nanum iproute2 util-linux)
+# orthanc-webviewer and chromium serve the test that shows the overlays in a real viewer.
+DEBIAN_PACKAGES=(dcmtk dicom3tools orthanc orthanc-webviewer chromium fonts-nanum iproute2 util-linux)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

@@ -5,9 +5,11 @@ import logging
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.archive import make_private_folder
 from storage.models import Base
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ def open_database(url: str) -> sessionmaker[Session]:
         _create_private_file(engine.url.database)
 
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     logger.info("database ready: %s", engine.url.render_as_string(hide_password=True))
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -47,7 +50,30 @@ def _create_private_file(database: str | None) -> None:
         return
 
     path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_folder(path.parent)
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns that a newer pedfrac defines to tables an older one created.
+
+    ``create_all`` creates missing tables but never alters existing ones, so a data folder from an
+    earlier version would otherwise fail on its first query.
+    """
+    # NOTE: this covers added nullable columns only; renamed or retyped columns need real
+    # migrations (Alembic), which pedfrac does not have yet.
+    existing_tables = set(inspect(engine).get_table_names())
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            if table.name not in existing_tables:
+                continue
+
+            present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present or not column.nullable:
+                    continue
+                ddl = CreateColumn(column).compile(dialect=engine.dialect)
+                connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+                logger.warning("database upgraded: column %s.%s added", table.name, column.name)

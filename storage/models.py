@@ -46,12 +46,19 @@ class AuditEvent(enum.StrEnum):
     """Job events: the audit trail and the logs use the same words."""
 
     RECEIVED = "received"
+    DUPLICATE = "duplicate"
+    NEW_VERSION = "new-version"
+    QUARANTINED = "quarantined"
+    REFUSED = "refused"
     QUEUED = "queued"
     INFERRED = "inferred"
     SKIPPED = "skipped"
     REPORTED = "reported"
     DELIVERED = "delivered"
+    CONFIRMED = "confirmed"
     FAILED = "failed"
+    DEAD = "dead"
+    RETRIED = "retried"
     REJECTED = "rejected"
 
 
@@ -106,6 +113,31 @@ class Instance(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
 
     series: Mapped[Series] = relationship(back_populates="instances")
+    # Earlier contents of this SOP Instance UID, oldest first; the row itself contains the current one.
+    versions: Mapped[list[InstanceVersion]] = relationship(back_populates="instance", cascade="all, delete-orphan",
+                                                           order_by="InstanceVersion.version")
+
+
+class InstanceVersion(Base):
+    """A superseded content of an instance: the same SOP Instance UID was received with other bytes.
+
+    The file stays in the archive, so what was read before can still be inspected.
+    """
+
+    __tablename__ = "instance_versions"
+    __table_args__ = (UniqueConstraint("instance_id", "version", name="uq_instance_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    calling_ae_title: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(DateTime())
+    superseded_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+
+    instance: Mapped[Instance] = relationship(back_populates="versions")
 
 
 class Job(Base):
@@ -179,6 +211,9 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime())
+    # Set and committed before a C-STORE is sent, cleared when its response is committed. Still set
+    # after a crash or a lost response: the peer may hold the object, so it is checked before a resend.
+    sending_since: Mapped[datetime | None] = mapped_column(DateTime())
 
     output: Mapped[OutputObject] = relationship(back_populates="deliveries")
 
@@ -195,4 +230,5 @@ class AuditRecord(Base):
     sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
     job_id: Mapped[int | None]
     peer: Mapped[str | None] = mapped_column(String(64))
+    peer_address: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)

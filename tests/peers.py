@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 ORTHANC = "/usr/sbin/Orthanc"
+# The Orthanc Web Viewer plugin from Debian's orthanc-webviewer package.
+WEB_VIEWER_PLUGIN = "/usr/share/orthanc/plugins/libOrthancWebViewer.so"
+CHROMIUM = "chromium"
 
 
 def require_loopback_only() -> None:
@@ -36,6 +39,16 @@ def require_program(path: str) -> str:
     if found:
         return found
     message = f"{path} not found; scripts/install.sh installs it from Debian's packages"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_file(path: str, package: str) -> Path:
+    """Return ``path`` if it exists; skip the test otherwise, but fail in CI, where it must exist."""
+    if Path(path).is_file():
+        return Path(path)
+    message = f"{path} not found; scripts/install.sh installs it from the Debian package {package}"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -76,7 +89,7 @@ class Orthanc:
     aet = "ORTHANC"
 
     def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int]], *,
-                 lua_scripts: list[Path] = (), stable_age: int = 1) -> None:
+                 lua_scripts: list[Path] = (), stable_age: int = 1, plugins: list[Path] = ()) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.http_port = free_port()
@@ -93,7 +106,9 @@ class Orthanc:
             "DicomAlwaysAllowStore": False,
             "DicomCheckCalledAet": False,
             "DicomModalities": {name: list(entry) for name, entry in modalities.items()},
-            "Plugins": [],
+            "Plugins": [str(path) for path in plugins],
+            # The web viewer plugin caches decoded images here instead of in /tmp.
+            "WebViewer": {"CachePath": str(folder / "web-viewer-cache")},
             "LuaScripts": [str(path) for path in lua_scripts],
             "StableAge": stable_age,
         }
@@ -148,6 +163,31 @@ class StoreSCP:
 
     def received(self) -> list[Path]:
         return sorted(path for path in self.folder.iterdir() if path.is_file())
+
+
+def chromium(url: str, folder: Path, *, screenshot: Path | None = None, window: tuple[int, int] = (1280, 1024),
+             budget_ms: int = 15000) -> str:
+    """Load ``url`` in headless Chromium and return the DOM after scripts ran; optionally save a PNG screenshot.
+
+    The profile is a new empty folder, and the flags turn off every background connection
+    (updates, sync, QUIC), so the browser talks only to ``url``.
+    """
+    profile = folder / f"chromium-profile-{time.monotonic_ns()}"
+    profile.mkdir(parents=True)
+    command = [
+        require_program(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", f"--window-size={window[0]},{window[1]}", f"--virtual-time-budget={budget_ms}",
+    ]
+    if screenshot is not None:
+        shot = subprocess.run([*command, f"--screenshot={screenshot}", url], capture_output=True, timeout=180)
+        if shot.returncode != 0 or not screenshot.is_file():
+            raise RuntimeError(f"chromium screenshot of {url} failed ({shot.returncode}): {shot.stderr.decode()[-2000:]}")
+
+    dom = subprocess.run([*command, "--dump-dom", url], capture_output=True, timeout=180)
+    if dom.returncode != 0:
+        raise RuntimeError(f"chromium --dump-dom of {url} failed ({dom.returncode}): {dom.stderr.decode()[-2000:]}")
+    return dom.stdout.decode("utf-8", errors="replace")
 
 
 def storescu(port: int, files: list[Path], *, calling: str = "MODALITY", called: str = "PEDFRAC",

@@ -83,9 +83,9 @@ def test_missing_study_uid_status(scp: StoreSCP) -> None:
 
 
 def test_low_disk_refused(scp: StoreSCP) -> None:
-    scp.min_free_bytes = 1 << 62
     dataset = small_dx()
     assoc = associate(scp)
+    scp.min_free_bytes = 1 << 62
     status = assoc.send_c_store(dataset)
     assoc.release()
 

@@ -5,8 +5,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from inference.findings import FAT_PAD, FRACTURE, Box, ImageFinding
-from reporting.captions import anatomy_line, box_label, caption_lines, verdict_line
+from inference.findings import FAT_PAD, FRACTURE, HIGH_SENSITIVITY, HIGH_SPECIFICITY, Box, ImageFinding
+from reporting.captions import (
+    anatomy_line,
+    box_label,
+    caption_lines,
+    for_dicom_text,
+    legend_line,
+    patient_line,
+    tier_name,
+    verdict_line,
+)
 
 
 def make_finding(*, probability: float = 0.91, positive: bool = True, laterality: str | None = "R", body_part: str = "wrist") -> ImageFinding:
@@ -90,3 +99,40 @@ def test_box_label_rejects_unknown_label() -> None:
 
     with pytest.raises(ValueError, match="unsupported box label 'metal'"):
         box_label(box, language="en")
+
+
+@pytest.mark.parametrize(
+    ("name", "patient_id", "language", "expected"),
+    [
+        ("김희중", "PF0001", "ko", "환자 김희중, ID PF0001"),
+        ("Hong^Gildong=洪^吉洞=홍^길동", "PF0002", "en", "patient Hong Gildong / 洪 吉洞 / 홍 길동, ID PF0002"),
+        ("Test^Wrist", None, "en", "patient Test Wrist"),
+        (None, "PF0003", "en", "patient ID PF0003"),
+        (None, None, "ko", "환자"),
+    ],
+)
+def test_patient_line_formats_name_groups(name: str | None, patient_id: str | None, language: str, expected: str) -> None:
+    assert patient_line(name, patient_id, language=language) == expected
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "boxes: solid = high specificity, dotted = high sensitivity"),
+        ("ko", "상자: 실선 = 고특이도, 점선 = 고민감도"),
+    ],
+)
+def test_legend_line_per_language(language: str, expected: str) -> None:
+    assert legend_line(language=language) == expected
+
+
+@pytest.mark.parametrize(
+    ("tier", "language", "expected"),
+    [(HIGH_SENSITIVITY, "en", "high sensitivity"), (HIGH_SPECIFICITY, "ko", "고특이도")],
+)
+def test_tier_name_per_language(tier: str, language: str, expected: str) -> None:
+    assert tier_name(tier, language=language) == expected
+
+
+def test_dicom_text_replaces_em_dash() -> None:
+    assert for_dicom_text("AI 보조 판독 — 진단용 단독 사용 금지") == "AI 보조 판독 - 진단용 단독 사용 금지"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from reporting import identifiers
@@ -10,7 +11,11 @@ from reporting.identifiers import (
     SC_SERIES_NUMBER,
     SR_SERIES_NUMBER,
     UNKNOWN_VERSION,
+    UTF8_CHARACTER_SET,
+    algorithm_equipment,
+    character_set_for,
     new_uid,
+    series_laterality,
     software_version,
     stable_uid,
 )
@@ -70,3 +75,47 @@ def test_software_version_reads_installed_version(monkeypatch: pytest.MonkeyPatc
         assert software_version() == "9.8.7"
     finally:
         software_version.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("charset", "texts", "expected"),
+    [
+        (["", "ISO 2022 IR 149"], ["골절 0.87", "AI 보조 판독 - 진단용 단독 사용 금지"], ["", "ISO 2022 IR 149"]),
+        (["", "ISO 2022 IR 149"], ["AI 보조 판독 — 진단용 단독 사용 금지"], UTF8_CHARACTER_SET),
+        ("ISO_IR 100", ["fracture 0.87 é"], "ISO_IR 100"),
+        ("ISO_IR 100", ["골절 0.87"], UTF8_CHARACTER_SET),
+        (None, ["fracture 0.87"], None),
+        (None, ["골절"], UTF8_CHARACTER_SET),
+        ("ISO_IR 192", ["골절"], "ISO_IR 192"),
+    ],
+)
+def test_character_set_for_keeps_source_when_it_encodes(charset: str | list[str] | None, texts: list[str],
+                                                         expected: str | list[str] | None) -> None:
+    source = Dataset()
+    if charset is not None:
+        source.SpecificCharacterSet = charset
+
+    assert character_set_for(source, texts) == expected
+
+
+@pytest.mark.parametrize(
+    ("laterality", "image_laterality", "expected"),
+    [("R", "R", "R"), (None, "L", "L"), (None, "B", None), (None, None, None)],
+)
+def test_series_laterality_takes_r_or_l(laterality: str | None, image_laterality: str | None, expected: str | None) -> None:
+    source = Dataset()
+    if laterality is not None:
+        source.Laterality = laterality
+    if image_laterality is not None:
+        source.ImageLaterality = image_laterality
+
+    assert series_laterality(source) == expected
+
+
+def test_algorithm_equipment_names_model_package() -> None:
+    equipment = algorithm_equipment("pedfrac-demo 1.2.0")
+
+    assert equipment.Manufacturer == "pedfrac"
+    assert equipment.ManufacturerModelName == "pedfrac-demo 1.2.0"
+    assert equipment.PurposeOfReferenceCodeSequence[0].CodeValue == "109102"
+    assert equipment.ContributionDescription.startswith("Processing algorithm:")

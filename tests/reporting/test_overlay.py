@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inference.findings import FRACTURE, Box, ImageFinding
-from reporting.overlay import BOX_COLOURS, DEFAULT_FONT_PATH, render_overlay
+from inference.findings import FRACTURE, HIGH_SENSITIVITY, HIGH_SPECIFICITY, Box, ImageFinding
+from reporting.overlay import BOX_COLOURS, BUNDLED_FONT_PATH, DEFAULT_FONT_PATH, render_overlay
 from tests.reporting.conftest import MODEL_IDENTITY, WristStudy, fracture_finding
 
 needs_font = pytest.mark.skipif(not DEFAULT_FONT_PATH.is_file(), reason=f"{DEFAULT_FONT_PATH} missing; install fonts-nanum")
@@ -138,3 +139,83 @@ def test_overlay_rejects_colour_display() -> None:
 
     with pytest.raises(ValueError, match="must be a 2-D uint8 grey image"):
         render_overlay(finding, language="en", model_identity=MODEL_IDENTITY)
+
+
+def bottom_block_height(overlay: np.ndarray) -> int:
+    """Rows at the left edge, counted from the bottom, that the dark caption block covers on a mid-grey image."""
+    darkened = overlay[::-1, 0, 0] < 100
+    return int(np.argmin(darkened)) if not darkened.all() else overlay.shape[0]
+
+
+@needs_font
+def test_overlay_draws_high_specificity_box_solid() -> None:
+    box = Box(FRACTURE, 0.9, 100, 150, 180, 230, tier=HIGH_SPECIFICITY)
+
+    overlay = render_overlay(grey_finding((300, 300), boxes=(box,)), language="en", model_identity=MODEL_IDENTITY)
+
+    bottom_edge = overlay[230, 100:181]
+    assert all(tuple(pixel) == BOX_COLOURS[FRACTURE] for pixel in bottom_edge)
+
+
+@needs_font
+def test_overlay_draws_high_sensitivity_box_dotted() -> None:
+    box = Box(FRACTURE, 0.3, 100, 150, 180, 230, tier=HIGH_SENSITIVITY)
+
+    overlay = render_overlay(grey_finding((300, 300), boxes=(box,)), language="en", model_identity=MODEL_IDENTITY)
+
+    bottom_edge = [tuple(pixel) for pixel in overlay[230, 100:181]]
+    assert bottom_edge.count(BOX_COLOURS[FRACTURE]) >= 20
+    assert bottom_edge.count((128, 128, 128)) >= 20
+
+
+@needs_font
+def test_overlay_adds_patient_line() -> None:
+    without = render_overlay(grey_finding((500, 500)), language="ko", model_identity=MODEL_IDENTITY)
+    with_patient = render_overlay(grey_finding((500, 500)), language="ko", model_identity=MODEL_IDENTITY,
+                                  patient="환자 Hong Gildong / 洪 吉洞 / 홍 길동, ID PF0002")
+
+    assert caption_block_height(with_patient) > caption_block_height(without)
+
+
+@needs_font
+def test_overlay_draws_hanja_and_hangul(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+
+    render_overlay(grey_finding((500, 500)), language="ko", model_identity=MODEL_IDENTITY, patient="환자 洪 吉洞 / 홍 길동")
+
+    assert "has no glyph" not in caplog.text
+
+
+@needs_font
+def test_overlay_marks_characters_without_glyph(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+
+    render_overlay(grey_finding((500, 500)), language="en", model_identity=MODEL_IDENTITY, patient="patient क")
+
+    assert "has no glyph for 1 characters of a caption line" in caplog.text
+    assert "क" not in caplog.text
+
+
+@needs_font
+def test_overlay_adds_legend_when_boxes_drawn() -> None:
+    without = render_overlay(grey_finding((500, 500)), language="en", model_identity=MODEL_IDENTITY)
+    with_box = render_overlay(grey_finding((500, 500), boxes=(Box(FRACTURE, 0.7, 200, 200, 260, 260),)), language="en",
+                              model_identity=MODEL_IDENTITY)
+
+    assert bottom_block_height(with_box) > bottom_block_height(without)
+
+
+@needs_font
+def test_caption_moves_away_from_top_left_box() -> None:
+    box = Box(FRACTURE, 0.7, 5, 5, 60, 40)
+
+    overlay = render_overlay(grey_finding((600, 600), boxes=(box,)), language="en", model_identity=MODEL_IDENTITY)
+
+    assert overlay[2, -2, 0] < 100
+    assert tuple(overlay[45, 2]) == (128, 128, 128)
+
+
+def test_default_font_is_bundled_nanum_gothic() -> None:
+    assert DEFAULT_FONT_PATH == BUNDLED_FONT_PATH
+    assert BUNDLED_FONT_PATH.name == "NanumGothic.ttf"
+    assert (BUNDLED_FONT_PATH.parent / "OFL.txt").is_file()

@@ -174,3 +174,22 @@ def test_secondary_capture_empties_unknown_laterality(wrist_study: WristStudy, t
     assert written.Laterality == ""
     assert errors == []
     assert warnings_found == {UNKNOWN_LATERALITY_WARNING}
+
+
+def test_secondary_capture_codes_derivation(wrist_study: WristStudy, tmp_path: Path) -> None:
+    image, _ = build_and_write(wrist_study, tmp_path / "sc.dcm")
+
+    derivation = image.DerivationCodeSequence[0]
+
+    assert (derivation.CodeValue, derivation.CodingSchemeDesignator) == ("110004", "DCM")
+    assert derivation.CodeMeaning == "Computer Aided Detection"
+
+
+def test_secondary_capture_names_model_package_as_equipment(wrist_study: WristStudy, tmp_path: Path) -> None:
+    image, _ = build_and_write(wrist_study, tmp_path / "sc.dcm")
+
+    ours = [item for item in image.ContributingEquipmentSequence if item.Manufacturer == MANUFACTURER]
+
+    assert len(ours) == 1
+    assert ours[0].ManufacturerModelName == MODEL_IDENTITY
+    assert ours[0].PurposeOfReferenceCodeSequence[0].CodeValue == "109102"

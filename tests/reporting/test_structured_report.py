@@ -13,10 +13,13 @@ import pytest
 from pydicom.sr.codedict import codes
 from pydicom.uid import Comprehensive3DSRStorage
 
-from inference.findings import Box
+from inference.findings import FAT_PAD, HIGH_SENSITIVITY, HIGH_SPECIFICITY, Box
 from reporting.identifiers import MANUFACTURER, SR_SERIES_DESCRIPTION, SR_SERIES_NUMBER, new_uid
 from reporting.structured_report import (
     ABSENT,
+    BONE_SITES,
+    EFFUSION_CONCEPT,
+    FINDING_SITES,
     FRACTURE_CONCEPT,
     FRACTURE_PROBABILITY,
     IMAGE_NOT_ANALYSED,
@@ -24,6 +27,7 @@ from reporting.structured_report import (
     PRIVATE_SCHEME,
     PROCEDURES,
     QUALITATIVE_EVALUATIONS,
+    ReportReference,
     build_structured_report,
 )
 from tests.reporting.conftest import (
@@ -52,7 +56,7 @@ SINGLE_COMPONENT_NAME_WARNING = (
 STUDY_TRACKING_IDENTIFIER = "study fracture conclusion"
 
 
-def build(study: WristStudy) -> hd.sr.Comprehensive3DSR:
+def build(study: WristStudy, *, predecessor: ReportReference | None = None) -> hd.sr.Comprehensive3DSR:
     return build_structured_report(
         [study.fracture, study.normal],
         study.finding,
@@ -60,6 +64,7 @@ def build(study: WristStudy) -> hd.sr.Comprehensive3DSR:
         model_identity=MODEL_IDENTITY,
         algorithm_name=MODEL_NAME,
         algorithm_version=MODEL_VERSION,
+        predecessor=predecessor,
     )
 
 
@@ -268,25 +273,41 @@ def test_report_study_group_takes_maximum(wrist_study: WristStudy, tmp_path: Pat
     assert len(groups[0].source_images) == 2
 
 
+def evaluations(report: hd.sr.MeasurementReport) -> list:
+    """Items of the report's Qualitative Evaluations container."""
+    containers = [item for item in report[0].ContentSequence if item.name == QUALITATIVE_EVALUATIONS]
+    assert len(containers) == 1
+    return list(containers[0].ContentSequence)
+
+
 def test_report_names_skipped_images(wrist_study: WristStudy, tmp_path: Path) -> None:
     report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
     skipped = wrist_study.finding.skipped[0]
 
-    containers = [item for item in report[0].ContentSequence if item.name == QUALITATIVE_EVALUATIONS]
+    items = [item for item in evaluations(report) if item.name == IMAGE_NOT_ANALYSED]
 
-    assert len(containers) == 1
-    item = containers[0].ContentSequence[0]
-    assert item.name == IMAGE_NOT_ANALYSED
-    assert skipped.sop_instance_uid in item.value
-    assert skipped.reason in item.value
+    assert len(items) == 1
+    assert skipped.sop_instance_uid in items[0].value
+    assert skipped.reason in items[0].value
 
 
-def test_report_without_skipped_images_has_no_evaluations(wrist_study: WristStudy, tmp_path: Path) -> None:
+def test_report_without_skipped_images_has_only_conclusion(wrist_study: WristStudy, tmp_path: Path) -> None:
     study = dataclasses.replace(wrist_study, finding=dataclasses.replace(wrist_study.finding, skipped=()))
 
     report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
 
-    assert [item for item in report[0].ContentSequence if item.name == QUALITATIVE_EVALUATIONS] == []
+    assert [item.name for item in evaluations(report)] == [codes.DCM.Conclusion]
+
+
+def test_report_conclusion_states_result(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    conclusion = evaluations(report)[0]
+
+    assert conclusion.name == codes.DCM.Conclusion
+    assert conclusion.value.startswith("AI: fracture suspected, p=0.91 on the right wrist AP image (1 of 2 images read are positive).")
+    assert "1 image not analysed." in conclusion.value
+    assert conclusion.value.endswith("AI assistance, not for diagnosis alone.")
 
 
 def test_report_logs_no_patient_name(korean_study: WristStudy, caplog: pytest.LogCaptureFixture) -> None:
@@ -334,3 +355,149 @@ def test_report_rejects_unknown_box_label(wrist_study: WristStudy) -> None:
 
     with pytest.raises(ValueError, match="no finding code for box label 'metal'"):
         build(study)
+
+
+def elbow_lateral(study: WristStudy, boxes: tuple[Box, ...]) -> WristStudy:
+    """The study with its fracture image turned into an elbow lateral view with ``boxes``."""
+    image = dataclasses.replace(study.finding.images[0], body_part="elbow", view="LAT", boxes=boxes)
+    images = (image, *study.finding.images[1:])
+    return dataclasses.replace(study, finding=dataclasses.replace(study.finding, images=images))
+
+
+def test_report_uses_standard_codes() -> None:
+    assert (FRACTURE_CONCEPT.value, FRACTURE_CONCEPT.scheme_designator) == ("72704001", "SCT")
+    assert (EFFUSION_CONCEPT.value, EFFUSION_CONCEPT.scheme_designator) == ("41699000", "SCT")
+    assert [(site.value, site.scheme_designator) for site in FINDING_SITES.values()] == [("74670003", "SCT"), ("16953009", "SCT")]
+    assert {bone: site.value for bone, site in BONE_SITES.items()} == {"radius": "62413002", "ulna": "23416004", "humerus": "85050009"}
+    assert (PRESENT.value, ABSENT.value) == ("52101004", "272519000")
+
+
+def test_report_names_model_package_as_equipment(wrist_study: WristStudy, tmp_path: Path) -> None:
+    dataset = build_and_write(wrist_study, tmp_path / "sr.dcm")
+
+    ours = [item for item in dataset.ContributingEquipmentSequence if item.Manufacturer == MANUFACTURER]
+
+    assert len(ours) == 1
+    equipment = ours[0]
+    assert equipment.ManufacturerModelName == MODEL_IDENTITY
+    assert equipment.PurposeOfReferenceCodeSequence[0].CodeValue == "109102"
+    assert MODEL_IDENTITY in equipment.ContributionDescription
+
+
+def test_report_lists_predecessor(wrist_study: WristStudy, tmp_path: Path) -> None:
+    earlier = ReportReference(wrist_study.finding.study_instance_uid, new_uid(), new_uid(), Comprehensive3DSRStorage)
+
+    dataset = write_and_read(build(wrist_study, predecessor=earlier), tmp_path / "sr.dcm")
+
+    series = dataset.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert dataset.PredecessorDocumentsSequence[0].StudyInstanceUID == earlier.study_instance_uid
+    assert series.SeriesInstanceUID == earlier.series_instance_uid
+    assert series.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == earlier.sop_instance_uid
+    assert dciodvfy(tmp_path / "sr.dcm")[0] == []
+
+
+def test_report_first_reading_has_no_predecessor(wrist_study: WristStudy, tmp_path: Path) -> None:
+    dataset = build_and_write(wrist_study, tmp_path / "sr.dcm")
+
+    assert "PredecessorDocumentsSequence" not in dataset
+
+
+def test_report_rejects_predecessor_of_other_study(wrist_study: WristStudy) -> None:
+    other = ReportReference(new_uid(), new_uid(), new_uid(), Comprehensive3DSRStorage)
+
+    with pytest.raises(ValueError, match=f"predecessor report {other.sop_instance_uid} belongs to study {other.study_instance_uid}"):
+        build(wrist_study, predecessor=other)
+
+
+def test_report_codes_elbow_effusion_present(wrist_study: WristStudy, tmp_path: Path) -> None:
+    study = elbow_lateral(wrist_study, (Box(FAT_PAD, 0.8, 30, 40, 90, 120, tier=HIGH_SPECIFICITY),))
+
+    report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
+
+    group = image_group(report, wrist_study.fracture.SOPInstanceUID)
+    assert group.get_qualitative_evaluations(name=EFFUSION_CONCEPT)[0].value == PRESENT
+    assert group.finding_sites[0].value == codes.SCT.ElbowJoint
+    assert "Elbow joint effusion (fat-pad sign) suspected." in evaluations(report)[0].value
+
+
+def test_report_codes_elbow_effusion_absent_below_specific_tier(wrist_study: WristStudy, tmp_path: Path) -> None:
+    study = elbow_lateral(wrist_study, (Box(FAT_PAD, 0.2, 30, 40, 90, 120, tier=HIGH_SENSITIVITY),))
+
+    report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
+
+    group = image_group(report, wrist_study.fracture.SOPInstanceUID)
+    assert group.get_qualitative_evaluations(name=EFFUSION_CONCEPT)[0].value == ABSENT
+
+
+def test_report_omits_effusion_without_detector(wrist_study: WristStudy, tmp_path: Path) -> None:
+    study = elbow_lateral(wrist_study, ())
+    classifier_only = tuple(member for member in study.finding.images[0].members if member.kind == "classifier")
+    image = dataclasses.replace(study.finding.images[0], members=classifier_only)
+    study = dataclasses.replace(study, finding=dataclasses.replace(study.finding, images=(image, *study.finding.images[1:])))
+
+    report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
+
+    assert image_group(report, wrist_study.fracture.SOPInstanceUID).get_qualitative_evaluations(name=EFFUSION_CONCEPT) == []
+
+
+def test_report_omits_effusion_for_wrist(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    assert image_group(report, wrist_study.fracture.SOPInstanceUID).get_qualitative_evaluations(name=EFFUSION_CONCEPT) == []
+
+
+def test_report_box_names_bone_site(wrist_study: WristStudy, tmp_path: Path) -> None:
+    image = wrist_study.finding.images[0]
+    radius_box = dataclasses.replace(image.boxes[0], bone="radius")
+    images = (dataclasses.replace(image, boxes=(radius_box,)), *wrist_study.finding.images[1:])
+    study = dataclasses.replace(wrist_study, finding=dataclasses.replace(wrist_study.finding, images=images))
+
+    report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
+
+    group = report.get_planar_roi_measurement_groups(referenced_sop_instance_uid=wrist_study.fracture.SOPInstanceUID)[0]
+    assert [site.value for site in group.finding_sites] == [codes.SCT.WristJoint, codes.SCT.RadiusBone]
+    assert group.finding_sites[1].laterality == codes.cid244.Right
+
+
+def test_report_box_names_operating_point(wrist_study: WristStudy, tmp_path: Path) -> None:
+    image = wrist_study.finding.images[0]
+    boxes = (image.boxes[0], dataclasses.replace(image.boxes[1], tier=HIGH_SENSITIVITY))
+    images = (dataclasses.replace(image, boxes=boxes), *wrist_study.finding.images[1:])
+    study = dataclasses.replace(wrist_study, finding=dataclasses.replace(wrist_study.finding, images=images))
+
+    report = read_report(build_and_write(study, tmp_path / "sr.dcm"))
+
+    groups = report.get_planar_roi_measurement_groups(referenced_sop_instance_uid=wrist_study.fracture.SOPInstanceUID)
+    parameters = [algorithm_parameters(group) for group in groups]
+    assert "operating point high specificity (drawn solid)" in parameters[0]
+    assert "operating point high sensitivity (drawn dotted)" in parameters[1]
+    assert groups[1].tracking_identifier == "image 1 box 2 fracture high sensitivity"
+
+
+def test_report_study_group_states_rule(wrist_study: WristStudy, tmp_path: Path) -> None:
+    report = read_report(build_and_write(wrist_study, tmp_path / "sr.dcm"))
+
+    group = next(group for group in report.get_image_measurement_groups() if group.tracking_identifier == STUDY_TRACKING_IDENTIFIER)
+
+    assert "patient positive if any image is positive" in algorithm_parameters(group)
+
+
+def test_report_renders_in_dsr2html(korean_study: WristStudy, tmp_path: Path) -> None:
+    build_and_write(korean_study, tmp_path / "sr.dcm")
+
+    # +U8 converts ISO 2022 IR 149 text to UTF-8; dcmtk 3.6.7 renders that character set only so.
+    result = subprocess.run([require_tool("dsr2html"), "+U8", str(tmp_path / "sr.dcm")], capture_output=True, check=False)
+    page = result.stdout.decode("utf-8")
+
+    assert result.returncode == 0, result.stderr
+    assert KOREAN_NAME in page
+    assert "Imaging Measurement Report" in page
+    assert "XR Wrist Views" in page
+    assert "AI: fracture suspected, p=0.91 on the right wrist AP image" in page
+    assert "Present" in page
+    assert "Absent" in page
+
+
+def algorithm_parameters(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> list[str]:
+    """Values of the Algorithm Parameters (111002, DCM) items of a measurement group."""
+    return [item.value for item in group[0].ContentSequence if item.ValueType == "TEXT" and item.name.value == "111002"]
