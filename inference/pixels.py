@@ -30,7 +30,7 @@ LUMA = np.array([0.299, 0.587, 0.114])
 
 
 class PixelError(ValueError):
-    """The dataset has no pixels a radiograph reading can use; the message says why."""
+    """The dataset has no pixels a radiograph reading can use; the message gives the reason."""
 
 
 def number_of_frames(dataset: Dataset) -> int:

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _retry_parser(commands)
     _audit_parser(commands)
 
-    echo = commands.add_parser("echo", help="send a C-ECHO to a DICOM node and report the answer")
+    echo = commands.add_parser("echo", help="send a C-ECHO to a DICOM node and print its response status")
     echo.add_argument("node", metavar="AET@HOST:PORT")
     echo.add_argument("--ae-title", default="PEDFRAC", help="our calling AE title (default PEDFRAC)")
 

@@ -321,7 +321,11 @@ class StoreSCP:
             record_instance(session, received)
             session.commit()
 
-        note = " (own output, no job)" if own_output else "" if received.starts_job else " (not a radiograph, no job)"
+        note = ""
+        if own_output:
+            note = " (own output, no job)"
+        elif not received.starts_job:
+            note = " (not a radiograph, no job)"
         logger.info("stored %s of series %s, study %s from %s%s", sop_uid, series_uid, study_uid, calling, note)
         return SUCCESS
 

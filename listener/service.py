@@ -32,7 +32,7 @@ MAX_JOB_ATTEMPTS = 3
 
 
 def prepare_data_dir(data_dir: Path) -> None:
-    """Create the data folder owner-only: it holds patient images."""
+    """Create the data folder owner-only, because it contains patient images."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(data_dir, 0o700)
 

@@ -20,7 +20,7 @@ _AE_TITLE = r"^[\x20-\x5b\x5d-\x7e]{1,16}$"  # PS3.5 AE: 16 characters, no backs
 
 
 class SettingsError(Exception):
-    """The settings file, an environment variable or a flag holds an invalid value."""
+    """The settings file, an environment variable or a flag contains an invalid value."""
 
 
 class _Section(BaseModel):

@@ -18,7 +18,7 @@ class Base(DeclarativeBase):
 
 
 class StudyState(enum.StrEnum):
-    """Where a study stands, as ``pedfrac status`` shows it."""
+    """State of a study, as ``pedfrac status`` prints it."""
 
     RECEIVING = "receiving"
     QUEUED = "queued"

@@ -31,7 +31,7 @@ from storage.models import (
 
 @dataclass(frozen=True)
 class ReceivedInstance:
-    """What the SCP knows of one stored instance, with no patient data."""
+    """Identifiers and storage facts of one stored instance, with no patient data."""
 
     study_instance_uid: str
     series_instance_uid: str
