@@ -27,11 +27,10 @@ class Classifier:
     """A timm classifier with one fracture logit, in ``eval()`` mode on the chosen device."""
 
     def __init__(self, member: Member, weights: Path, device: torch.device) -> None:
-        import timm
-
         self.member = member
         self.device = device
-        self.model = timm.create_model(member.architecture, pretrained=False, num_classes=1, in_chans=member.in_chans)
+        self.model = create_timm_model(member.architecture, num_classes=1, in_chans=member.in_chans,
+                                       input_size=member.input_size)
         state = torch.load(weights, map_location="cpu", weights_only=True)
         self.model.load_state_dict({name: tensor.float() for name, tensor in state.items()})
         self.model.eval().to(device)
@@ -100,22 +99,46 @@ def _probabilities(logits: torch.Tensor) -> list[float]:
 
 
 class _LastStageHead(torch.nn.Module):
-    """The part of a timm ConvNeXt after its last stage, entered through an Identity for GradCAM's hooks."""
+    """The part of a timm model after its feature extractor, entered through an Identity for GradCAM's hooks.
+
+    ``forward_features`` and ``forward_head`` are timm's common split of every classifier, so
+    ConvNeXt, ConvNeXt V2, Swin and ResNet models all work. Swin returns channels last; its features
+    are handed to GradCAM channels first and turned back before the head.
+    """
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        missing = [name for name in ("stem", "stages", "norm_pre", "forward_head") if not hasattr(model, name)]
+        missing = [name for name in ("forward_features", "forward_head") if not hasattr(model, name)]
         if missing:
-            raise ValueError(f"{type(model).__name__} has no {', '.join(missing)}; Grad-CAM needs a timm "
-                             "ConvNeXt-style model")
+            raise ValueError(f"{type(model).__name__} has no {', '.join(missing)}; Grad-CAM needs a timm classifier")
         self.model = model
+        self.channels_last = getattr(model, "output_fmt", "NCHW") == "NHWC"
         self.entry = torch.nn.Identity()
 
     def stages_output(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model.stages(self.model.stem(batch))
+        features = self.model.forward_features(batch)
+        return features.permute(0, 3, 1, 2) if self.channels_last else features
 
     def forward(self, activations: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.norm_pre(self.entry(activations)))
+        features = self.entry(activations)
+        if self.channels_last:
+            features = features.permute(0, 2, 3, 1)
+        return self.model.forward_head(features)
+
+
+def create_timm_model(architecture: str, *, num_classes: int, in_chans: int, input_size: int) -> torch.nn.Module:
+    """Build an untrained timm model for square inputs of ``input_size`` pixels.
+
+    Models with a fixed input grid (Swin, ViT) take the size at construction; the others refuse
+    an ``img_size`` argument and are built without it.
+    """
+    import timm
+
+    try:
+        return timm.create_model(architecture, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                 img_size=input_size)
+    except TypeError:
+        return timm.create_model(architecture, pretrained=False, num_classes=num_classes, in_chans=in_chans)
 
 
 def _unletterbox(grid: np.ndarray, geometry: Letterbox, shape: tuple[int, ...]) -> np.ndarray:

@@ -29,6 +29,10 @@ OTHER_CLASS = "other"
 VIEW_CLASSES = (*(f"{part} {view}" for part in BODY_PARTS for view in VIEWS), OTHER_CLASS)
 
 
+# Elbows are read as right elbows: left ones are mirrored first, and their outputs mapped back.
+DEFAULT_CANONICAL_SIDE: dict[str, str] = {"elbow": "R"}
+
+
 class PackageError(Exception):
     """The model package is missing, malformed or does not match its checksums."""
 
@@ -131,7 +135,7 @@ class Manifest(_Strict):
     members: tuple[Member, ...] = Field(min_length=1)
     operating_points: tuple[OperatingPoint, ...] = Field(min_length=1)
     canonical_side: dict[BodyPart, Side] = Field(
-        default_factory=lambda: {"elbow": "R"},
+        default_factory=lambda: dict(DEFAULT_CANONICAL_SIDE),
         description="per body part, the side every member sees: images of the other side are mirrored left to "
                     "right first, and their heat maps and boxes mapped back")
 
@@ -170,8 +174,17 @@ class Manifest(_Strict):
 
     def flips(self, body_part: str, laterality: str | None) -> bool:
         """True when an image of ``body_part`` and ``laterality`` is mirrored to the canonical side first."""
-        side = self.canonical_side.get(body_part)
-        return side is not None and laterality in ("L", "R") and laterality != side
+        return mirrors_to_canonical(body_part, laterality, self.canonical_side)
+
+
+def mirrors_to_canonical(body_part: str, laterality: str | None, sides: dict[str, str] | None = None) -> bool:
+    """True when an image of ``body_part`` and ``laterality`` is mirrored to the side in ``sides`` first.
+
+    ``sides`` maps body parts to their canonical side; :data:`DEFAULT_CANONICAL_SIDE` when None.
+    Training applies the same rule as the service, so members learn on the side they later read.
+    """
+    side = (DEFAULT_CANONICAL_SIDE if sides is None else sides).get(body_part)
+    return side is not None and laterality in ("L", "R") and laterality != side
 
 
 def sha256_of(path: Path) -> str:

@@ -1,4 +1,8 @@
-"""The ``pedfrac`` command: serve, status, retry, audit, echo, check-models, build-demo-package."""
+"""The ``pedfrac`` command: the service (serve, status, retry, audit, echo, check-models) and the method.
+
+The method's commands (index, train-classifier, train-detector, cross-validate, package, evaluate,
+gradcam, make-phantoms, build-demo-package) live in :mod:`inference.training.commands`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.package import PackageError
+from inference.training.commands import METHOD_COMMANDS, add_method_parsers, run_method_command
 from listener.logs import configure_logging
 from listener.settings import Destination, Settings, SettingsError, load_settings
 from listener.tls import TLSSetupError
@@ -69,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("build-demo-package", help="train the demo model package on synthetic phantoms")
     demo.add_argument("rest", nargs=argparse.REMAINDER, help="options passed on; see build-demo-package -- --help")
+    add_method_parsers(commands)
     return parser
 
 
@@ -174,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build-demo-package":
             from inference.training.demo import main_build_demo
             return main_build_demo([item for item in args.rest if item != "--"])
+        if args.command in METHOD_COMMANDS:
+            return run_method_command(args)
 
         settings = _settings(args)
         if args.command in DATABASE_COMMANDS:

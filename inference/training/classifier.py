@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from inference.preprocess import letterbox_geometry, model_input
+from tqdm import tqdm
+
+from inference.members import create_timm_model
+from inference.preprocess import Letterbox, letterbox_geometry, model_input
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +32,10 @@ class ClassifierConfig:
     """Hyper-parameters of one classifier training run.
 
     ``brightness`` and ``contrast`` are the maximum random offset and relative gain applied to
-    inputs in [0, 1]. Training stops after ``patience`` epochs without a better validation AUROC.
-    ``device`` is ``"cpu"``, ``"cuda"`` or None for CUDA when available.
+    inputs in [0, 1], the grey counterpart of an HSV value shift; ``flip`` mirrors half of the
+    training images left to right. Training stops after ``patience`` epochs without a better
+    validation AUROC. ``device`` is ``"cpu"``, ``"cuda"`` (mixed precision) or None for CUDA when
+    available.
     """
 
     architecture: str = "convnext_atto"
@@ -43,6 +48,7 @@ class ClassifierConfig:
     patience: int = 3
     brightness: float = 0.1
     contrast: float = 0.15
+    flip: bool = True
     mean: float = 0.5
     std: float = 0.25
     localisation_weight: float = 1.0
@@ -59,6 +65,22 @@ class EpochLog:
     validation_loss: float
     validation_auroc: float
     seconds: float
+
+
+@dataclass(frozen=True)
+class PreparedSet:
+    """Model inputs of a set of images, ready for training: only these stay in memory, not the images.
+
+    ``inputs`` is (N, size, size) uint8 after CLAHE and letterbox; ``masks`` marks the pixels of
+    fracture and fat pad boxes in the same geometry, or is None when the set has no boxes.
+    """
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
 
 
 @dataclass
@@ -80,14 +102,22 @@ def box_masks(images: Sequence[np.ndarray], boxes: Sequence[Sequence[Box]], size
     """Rasterise each image's fracture and fat pad boxes into an (N, size, size) uint8 mask of the model input."""
     masks = np.zeros((len(images), size, size), dtype=np.uint8)
     for index, (image, image_boxes) in enumerate(zip(images, boxes, strict=True)):
-        geometry = letterbox_geometry(image.shape, size)
-        for label, x0, y0, x1, y1 in image_boxes:
-            if label not in LOCALISED_LABELS:
-                continue
-            left, top = (np.array([x0, y0]) * geometry.scale + [geometry.pad_x, geometry.pad_y]).astype(int)
-            right, bottom = np.ceil(np.array([x1, y1]) * geometry.scale + [geometry.pad_x, geometry.pad_y]).astype(int)
-            masks[index, max(top, 0) : max(bottom, 0), max(left, 0) : max(right, 0)] = 1
+        masks[index] = _mask(image_boxes, letterbox_geometry(image.shape, size))
     return masks
+
+
+def _mask(boxes: Sequence[Box], geometry: Letterbox) -> np.ndarray:
+    """Mark the input pixels of the fracture and fat pad boxes, given in source pixels."""
+    mask = np.zeros((geometry.size, geometry.size), dtype=np.uint8)
+    for label, x0, y0, x1, y1 in boxes:
+        if label not in LOCALISED_LABELS:
+            continue
+        if geometry.flipped:
+            x0, x1 = geometry.source_columns - x1, geometry.source_columns - x0
+        left, top = (np.array([x0, y0]) * geometry.scale + [geometry.pad_x, geometry.pad_y]).astype(int)
+        right, bottom = np.ceil(np.array([x1, y1]) * geometry.scale + [geometry.pad_x, geometry.pad_y]).astype(int)
+        mask[max(top, 0) : max(bottom, 0), max(left, 0) : max(right, 0)] = 1
+    return mask
 
 
 def normalise(inputs: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -96,11 +126,44 @@ def normalise(inputs: np.ndarray | torch.Tensor, mean: float, std: float) -> tor
     return ((tensor - mean) / std).unsqueeze(1)
 
 
-def create_classifier(architecture: str) -> torch.nn.Module:
-    """Build an untrained timm model with one grey input channel and one fracture logit."""
-    import timm
+def prepare_set(
+    items: Iterable[tuple[np.ndarray, Sequence[Box]]],
+    labels: Sequence[bool],
+    size: int,
+    *,
+    with_masks: bool = False,
+    flips: Sequence[bool] | None = None,
+    description: str = "preparing",
+) -> PreparedSet:
+    """Turn (display image, boxes) pairs into a :class:`PreparedSet`, one image at a time.
 
-    return timm.create_model(architecture, pretrained=False, num_classes=1, in_chans=1)
+    ``items`` may be a generator that loads each image from disk, so a set of thousands of
+    radiographs never sits in memory at full resolution. ``flips`` mirrors images to the canonical
+    side, as the service does; their box masks are mirrored with them. Without ``with_masks`` the
+    boxes are ignored.
+    """
+    count = len(labels)
+    inputs = np.zeros((count, size, size), dtype=np.uint8)
+    masks = np.zeros((count, size, size), dtype=np.uint8) if with_masks else None
+    received = 0
+    for index, (image, boxes) in enumerate(tqdm(items, total=count, desc=description, unit="image",
+                                                disable=None, leave=False)):
+        if index >= count:
+            raise ValueError(f"received more images than the {count} labels")
+        flip = bool(flips[index]) if flips is not None else False
+        inputs[index], geometry = model_input(image, size, flip=flip)
+        if masks is not None:
+            masks[index] = _mask(boxes, geometry)
+        received = index + 1
+
+    if received != count:
+        raise ValueError(f"received {received} images for {count} labels")
+    return PreparedSet(inputs=inputs, labels=np.asarray(labels, dtype=bool), masks=masks)
+
+
+def create_classifier(architecture: str, input_size: int) -> torch.nn.Module:
+    """Build an untrained timm model with one grey input channel and one fracture logit."""
+    return create_timm_model(architecture, num_classes=1, in_chans=1, input_size=input_size)
 
 
 def train_classifier(
@@ -134,25 +197,37 @@ def train_classifier(
     -------
     The model with its best weights, on the CPU in eval mode, and the per-epoch history.
     """
-    _check_labels("training", train_labels)
-    _check_labels("validation", validation_labels)
-    device = _device(config.device)
+    size = config.input_size
+    boxes = train_boxes if train_boxes is not None else [()] * len(train_images)
+    train = prepare_set(zip(train_images, boxes), train_labels, size, with_masks=train_boxes is not None,
+                        description="training inputs")
+    validation = prepare_set(((image, ()) for image in validation_images), validation_labels, size,
+                             description="validation inputs")
+    return train_prepared(train, validation, config)
 
-    masks = None if train_boxes is None else box_masks(train_images, train_boxes, config.input_size)
-    validation_x = normalise(prepare_inputs(validation_images, config.input_size), config.mean, config.std)
-    validation_y = np.asarray(validation_labels, dtype=bool)
+
+def train_prepared(train: PreparedSet, validation: PreparedSet, config: ClassifierConfig = ClassifierConfig()) -> ClassifierResult:
+    """Train on inputs made by :func:`prepare_set` at ``config.input_size``; see :func:`train_classifier`.
+
+    With ``train.masks``, the box head of :func:`train_classifier` joins the training.
+    """
+    _check_labels("training", train.labels)
+    _check_labels("validation", validation.labels)
+    if train.inputs.shape[1:] != (config.input_size, config.input_size):
+        raise ValueError(f"inputs are {train.inputs.shape[1:]}, the configuration says {config.input_size} px")
+    device = _device(config.device)
+    validation_x = normalise(validation.inputs, config.mean, config.std)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = create_classifier(config.architecture).to(device)
-        head = None if masks is None else torch.nn.Conv2d(model.num_features, 1, kernel_size=1).to(device)
+        model = create_classifier(config.architecture, config.input_size).to(device)
+        head = None if train.masks is None else torch.nn.Conv2d(model.num_features, 1, kernel_size=1).to(device)
         run = _Run(
             model=model, head=head, config=config, device=device,
             generator=torch.Generator().manual_seed(config.seed),
-            train_x=prepare_inputs(train_images, config.input_size),
-            train_y=torch.tensor(np.asarray(train_labels, dtype=np.float32)), train_masks=masks,
+            train_x=train.inputs, train_y=torch.tensor(train.labels.astype(np.float32)), train_masks=train.masks,
         )
-        return _fit(run, validation_x, validation_y)
+        return _fit(run, validation_x, validation.labels)
 
 
 @dataclass
@@ -222,7 +297,7 @@ def _train_epoch(run: _Run) -> float:
     run.model.train()
     order = torch.randperm(len(run.train_x), generator=run.generator)
     losses = []
-    for step in range(run.steps_per_epoch):
+    for step in tqdm(range(run.steps_per_epoch), desc=f"{config.architecture} epoch", unit="batch", disable=None, leave=False):
         batch = order[step * config.batch_size : (step + 1) * config.batch_size].numpy()
         masks = None if run.train_masks is None else torch.from_numpy(run.train_masks[batch])
         x, masks = _augment(torch.from_numpy(run.train_x[batch]), masks, config, run.generator)
@@ -231,7 +306,7 @@ def _train_epoch(run: _Run) -> float:
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             features = run.model.forward_features(x.to(device))
             logits = run.model.forward_head(features)[:, 0]
-            cells = None if run.head is None else run.head(features)[:, 0]
+            cells = None if run.head is None else run.head(_channels_first(run.model, features))[:, 0]
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=run.pos_weight)
         if cells is not None:
             loss = loss + config.localisation_weight * _localisation_loss(cells.float(), masks.to(device))
@@ -245,6 +320,11 @@ def _train_epoch(run: _Run) -> float:
     return float(np.mean(losses))
 
 
+def _channels_first(model: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Return feature maps as (N, C, H, W); Swin's come channels last."""
+    return features.permute(0, 3, 1, 2) if getattr(model, "output_fmt", "NCHW") == "NHWC" else features
+
+
 def _localisation_loss(cells: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of each feature-map cell against "a box touches this cell"."""
     target = torch.nn.functional.adaptive_max_pool2d(masks.float().unsqueeze(1), cells.shape[-2:])[:, 0]
@@ -253,7 +333,7 @@ def _localisation_loss(cells: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 
 def _augment(inputs: torch.Tensor, masks: torch.Tensor | None, config: ClassifierConfig,
              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Apply random brightness, contrast and horizontal flip per image, then normalise.
+    """Apply random brightness, contrast and (with ``config.flip``) horizontal flip per image, then normalise.
 
     A flipped image's mask is flipped with it.
     """
@@ -263,7 +343,7 @@ def _augment(inputs: torch.Tensor, masks: torch.Tensor | None, config: Classifie
     offset = (torch.rand(count, 1, 1, generator=generator) * 2 - 1) * config.brightness
     x = ((x - 0.5) * gain + 0.5 + offset).clamp(0.0, 1.0)
 
-    flip = torch.rand(count, generator=generator) < 0.5
+    flip = (torch.rand(count, generator=generator) < 0.5) & config.flip
     x[flip] = x[flip].flip(-1)
     if masks is not None:
         masks = masks.clone()
@@ -307,6 +387,15 @@ def predict_probabilities(
     return probabilities
 
 
+def predict_prepared(model: torch.nn.Module, prepared: PreparedSet, config: ClassifierConfig) -> np.ndarray:
+    """Return the fracture probability of each prepared input, with the normalisation of ``config``."""
+    target = _device(config.device)
+    model.to(target)
+    probabilities = torch.sigmoid(_logits(model, normalise(prepared.inputs, config.mean, config.std), target)).numpy()
+    model.cpu()
+    return probabilities
+
+
 def save_classifier(model: torch.nn.Module, path: Path) -> Path:
     """Save the state dict with floating-point tensors as float16, loadable with ``weights_only=True``."""
     state = {
@@ -319,9 +408,9 @@ def save_classifier(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-def load_classifier(path: Path, architecture: str) -> torch.nn.Module:
+def load_classifier(path: Path, architecture: str, input_size: int) -> torch.nn.Module:
     """Load weights written by :func:`save_classifier` into a float32 model in eval mode."""
-    model = create_classifier(architecture)
+    model = create_classifier(architecture, input_size)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in state.items()})
     return model.float().eval()

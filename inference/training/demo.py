@@ -131,6 +131,7 @@ def _build(out_dir: Path, seed: int, config: DemoConfig, work: Path) -> Manifest
     points = choose_operating_points(splits.validation, scores["validation"]["ensemble"])
     metrics = measure(splits.test, scores["test"], points)
     metrics["validation_auroc"] = _auroc([p.fracture for p in splits.validation], scores["validation"]["ensemble"])
+    metrics["detector_validation_map50"] = round(detector.metrics.get("metrics/mAP50(B)", 0.0), 4)
 
     manifest = write_package(
         out_dir, _members(classifiers, detector.weights, config), points, name=PACKAGE_NAME,
@@ -186,7 +187,7 @@ def _score(phantoms: Sequence[Phantom], classifiers: dict[str, Path], detector: 
     classifier = np.zeros(len(phantoms))
     for part, weights in classifiers.items():
         indices = [i for i, p in enumerate(phantoms) if p.body_part == part]
-        model = load_classifier(weights, config.architecture)
+        model = load_classifier(weights, config.architecture, _classifier_input(part, config))
         classifier[indices] = predict_probabilities(model, [phantoms[i].image for i in indices],
                                                     input_size=_classifier_input(part, config), device=config.device)
 

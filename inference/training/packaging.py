@@ -71,6 +71,8 @@ def write_package(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    # mkdtemp creates the folder for its owner only; a service running as another user must read it.
+    staging.chmod(0o755)
     try:
         manifest = _write_into(staging, members, operating_points, name=name, version=version,
                                intended_use=intended_use, training_data=training_data, metrics=metrics or {})

@@ -62,7 +62,7 @@ def test_classifier_half_weights_reload(tiny_result, wrists: tuple[list, list], 
     path = save_classifier(tiny_result.model, tmp_path / "tiny.pt")
 
     state = torch.load(path, weights_only=True)
-    reloaded = load_classifier(path, "test_resnet")
+    reloaded = load_classifier(path, "test_resnet", 128)
 
     assert {tensor.dtype for tensor in state.values() if tensor.is_floating_point()} == {torch.float16}
     before = predict_probabilities(tiny_result.model, images, input_size=128, device="cpu")
@@ -136,7 +136,7 @@ def test_youden_threshold_separates() -> None:
 
 
 def _tiny_package(folder: Path, tmp_path: Path) -> Path:
-    weights = save_classifier(create_classifier("test_resnet"), tmp_path / "weights.pt")
+    weights = save_classifier(create_classifier("test_resnet", 128), tmp_path / "weights.pt")
     member = PackageMember(weights, {
         "name": "wrist-tiny", "kind": "classifier", "framework": "timm", "architecture": "test_resnet",
         "body_parts": ["wrist"], "views": ["AP", "LAT"], "input_size": 64, "classes": ["fracture"], "weight": 1.0,
@@ -155,6 +155,7 @@ def test_package_verifies(tmp_path: Path) -> None:
     assert manifest.identity == "tiny 0.0.1"
     assert [member.weights_file for member in manifest.members] == ["wrist-tiny.pt"]
     assert json.loads((package / "manifest.json").read_text())["format_version"] == 1
+    assert package.stat().st_mode & 0o777 == 0o755
 
 
 def test_package_tamper_detected(tmp_path: Path) -> None:
