@@ -72,8 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-models", help="verify a model package's manifest and checksums")
     check.add_argument("models", type=Path, nargs="?", help="model package folder (default: the bundled one)")
 
-    demo = commands.add_parser("build-demo-package", help="train the demo model package on synthetic phantoms")
-    demo.add_argument("rest", nargs=argparse.REMAINDER, help="options passed on; see build-demo-package -- --help")
     add_method_parsers(commands)
     return parser
 
@@ -177,9 +175,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-models":
             from listener.commands import check_models
             return check_models(args.models)
-        if args.command == "build-demo-package":
-            from inference.training.demo import main_build_demo
-            return main_build_demo([item for item in args.rest if item != "--"])
         if args.command in METHOD_COMMANDS:
             return run_method_command(args)
 

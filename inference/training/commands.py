@@ -16,7 +16,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 METHOD_COMMANDS = ("index", "make-phantoms", "train-classifier", "train-detector", "cross-validate", "package",
-                   "evaluate", "gradcam")
+                   "evaluate", "gradcam", "build-demo-package")
 BODY_PARTS = ("wrist", "elbow")
 VIEWS = ("AP", "LAT")
 # Input sizes of the seed method: wrist 384 px, elbow 512 px for the classifiers, 512 px for YOLO.
@@ -38,6 +38,7 @@ def add_method_parsers(commands: argparse._SubParsersAction) -> None:
     _package_parser(commands)
     _evaluate_parser(commands)
     _gradcam_parser(commands)
+    _demo_parser(commands)
 
 
 def _index_parser(commands: argparse._SubParsersAction) -> None:
@@ -72,6 +73,9 @@ def _phantoms_parser(commands: argparse._SubParsersAction) -> None:
                           help="body parts, assigned to patients in turn (default both)")
     phantoms.add_argument("--fracture-rate", type=float, default=0.5, help="share of patients with a fracture")
     phantoms.add_argument("--seed", type=int, default=0, help="seed of the phantoms (default 0)")
+    phantoms.add_argument("--first-patient-number", type=int, default=7000,
+                          help="number of the first patient in the file names (default 7000, above GRAZPEDWRI-DX's "
+                               "patients); give each folder indexed together its own range")
 
 
 def _classifier_parser(parser: argparse.ArgumentParser) -> None:
@@ -159,12 +163,25 @@ def _gradcam_parser(commands: argparse._SubParsersAction) -> None:
     gradcam.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
 
+def _demo_parser(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "build-demo-package", help="build the demo model package on synthetic phantoms with the commands above",
+        description="Run make-phantoms, index, train-classifier, train-detector and package on phantoms. "
+                    "A view classifier in the existing package is carried over.")
+    demo.add_argument("--out", type=Path, default=Path("models/demo"),
+                      help="package folder to write (default: models/demo); an existing package is replaced")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the phantoms and of training (default 0)")
+    demo.add_argument("--work-dir", type=Path, help="keep the phantoms, manifests and runs here")
+    demo.add_argument("--report", type=Path, help="write the test evaluation report here (e.g. docs/demo-evaluation)")
+    demo.add_argument("--print-commands", action="store_true", help="print the command lines and stop")
+
+
 def run_method_command(args: argparse.Namespace) -> int:
     """Run one method command; print a one-line error and return 1 when the input is wrong."""
     handlers = {
         "index": _index, "make-phantoms": _make_phantoms, "train-classifier": _train_classifier,
         "train-detector": _train_detector, "cross-validate": _cross_validate, "package": _package,
-        "evaluate": _evaluate, "gradcam": _gradcam,
+        "evaluate": _evaluate, "gradcam": _gradcam, "build-demo-package": _build_demo,
     }
     from inference.offline import configure_ultralytics_offline, default_config_dir
 
@@ -172,7 +189,7 @@ def run_method_command(args: argparse.Namespace) -> int:
     configure_ultralytics_offline(default_config_dir())
     try:
         return handlers[args.command](args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         logger.error("pedfrac %s failed: %s", args.command, error)
         print(f"pedfrac {args.command}: {error}")
         return 1
@@ -211,7 +228,7 @@ def _make_phantoms(args: argparse.Namespace) -> int:
     phantoms = generate_dataset(args.patients, seed=args.seed, body_parts=tuple(args.body_parts or BODY_PARTS),
                                 fracture_rate=args.fracture_rate)
     if args.layout == "grazpedwri":
-        write_grazpedwri_layout(phantoms, args.out)
+        write_grazpedwri_layout(phantoms, args.out, first_number=args.first_patient_number)
         print(f"wrote {len(phantoms)} phantom images in GRAZPEDWRI-DX's layout to {args.out}")
     else:
         folder, labels = write_dicom_folder(phantoms, args.out)
@@ -300,4 +317,18 @@ def _gradcam(args: argparse.Namespace) -> int:
     index = export_gradcam(args.models, records, args.out, language=args.language, device=args.device,
                            limit=args.limit)
     print(f"Grad-CAM review images written to {args.out}; list in {index}")
+    return 0
+
+
+def _build_demo(args: argparse.Namespace) -> int:
+    from inference.training.demo import DemoConfig, build_demo_package, demo_commands
+
+    if args.print_commands:
+        for command in demo_commands(args.work_dir or Path("demo-work"), args.out, seed=args.seed, config=DemoConfig(),
+                                     report_dir=args.report):
+            print("pedfrac " + " ".join(f'"{part}"' if " " in part else part for part in command))
+        return 0
+
+    manifest = build_demo_package(args.out, seed=args.seed, work_dir=args.work_dir, report_dir=args.report)
+    print(f"demo package {manifest.identity} written to {args.out}")
     return 0

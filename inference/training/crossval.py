@@ -121,7 +121,7 @@ def summarise(results: Sequence[FoldResult]) -> dict[str, dict[str, float]]:
     """Mean, sample standard deviation, minimum and maximum of each metric over the folds.
 
     A fold where a metric is undefined (a held-out set without one class) is left out of that
-    metric's summary; ``folds`` says how many folds each summary covers.
+    metric's summary; ``folds`` is the number of folds each summary covers.
     """
     summary = {}
     for name in SUMMARISED:

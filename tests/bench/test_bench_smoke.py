@@ -78,3 +78,11 @@ def test_gpu_runs_on_cpu(tmp_path: Path, package: Path) -> None:
 
     assert "| read_studies, batched across studies" in output
     assert "| batched / one study a call" in output
+
+
+def test_training_runs_on_cpu(tmp_path: Path) -> None:
+    output = run_bench("training", "--patients", "10", "--architecture", "test_resnet", "--input-size", "64",
+                       "--epochs", "1", "--device", "cpu", work=tmp_path)
+
+    assert "| pedfrac train_prepared (with validation each epoch)" in output
+    assert "| bare / pedfrac" in output

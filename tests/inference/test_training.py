@@ -20,8 +20,9 @@ from inference.training.classifier import (
     save_classifier,
     train_classifier,
 )
-from inference.training.demo import DemoConfig, build_demo_package, youden_threshold
+from inference.training.demo import DemoConfig, build_demo_package, demo_commands
 from inference.training.detector import DetectorConfig, fracture_probabilities, letterbox_label, train_detector
+from inference.training.metrics import youden_threshold
 from inference.training.packaging import PackageMember, write_package
 
 # timm's test_resnet learns these phantoms in seconds at 128 px; convnext_atto stays near chance at this size.
@@ -182,17 +183,26 @@ def test_package_replaces_old(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_build_tiny(tmp_path: Path) -> None:
-    # Seed 5 gives every split both classes for both body parts at these sizes.
-    config = DemoConfig(train_patients=6, validation_patients=4, test_patients=4, wrist_input=64, elbow_input=64,
-                        detector_input=64, classifier_epochs=1, detector_epochs=1, device="cpu")
+    config = DemoConfig(wrist_patients=16, elbow_patients=16, wrist_input=64, elbow_input=64, detector_input=64,
+                        classifier_epochs=1, detector_epochs=1, device="cpu")
 
-    manifest = build_demo_package(tmp_path / "demo", seed=5, config=config, work_dir=tmp_path / "work")
+    manifest = build_demo_package(tmp_path / "demo", seed=5, config=config, work_dir=tmp_path / "work",
+                                  report_dir=tmp_path / "report")
 
-    assert [member.name for member in manifest.members] == ["wrist-convnext", "elbow-convnext", "detector-yolo"]
+    assert [member.name for member in manifest.members] == ["wrist-resnet10t", "elbow-resnet10t", "detector-yolov8n"]
     assert {(point.body_part, point.view) for point in manifest.operating_points} == {
         (part, view) for part in ("wrist", "elbow") for view in ("AP", "LAT")}
     assert "not for clinical use" in manifest.intended_use.lower()
-    assert "seed 5" in manifest.training_data
-    assert manifest.metrics["test_images"] == 16
-    assert 0.0 <= manifest.metrics["test_auroc"] <= 1.0
+    assert "seed 5" in manifest.training_data and "test 14 images" in manifest.training_data
+    assert 0.0 <= manifest.metrics["test_auroc_all_images"] <= 1.0
+    assert (tmp_path / "report" / "evaluation.md").is_file()
     assert verify_package(tmp_path / "demo") == manifest
+
+
+def test_demo_commands_are_the_documented_sequence(tmp_path: Path) -> None:
+    commands = demo_commands(tmp_path, tmp_path / "out", seed=0, config=DemoConfig())
+
+    assert [command[0] for command in commands] == ["make-phantoms", "make-phantoms", "index", "train-classifier",
+                                                    "train-classifier", "train-detector", "package"]
+    assert commands[0][commands[0].index("--first-patient-number") + 1] == "7000"
+    assert commands[1][commands[1].index("--first-patient-number") + 1] == "7300"
