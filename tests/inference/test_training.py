@@ -206,3 +206,28 @@ def test_demo_commands_are_the_documented_sequence(tmp_path: Path) -> None:
                                                     "train-classifier", "train-detector", "package"]
     assert commands[0][commands[0].index("--first-patient-number") + 1] == "7000"
     assert commands[1][commands[1].index("--first-patient-number") + 1] == "7300"
+
+
+@pytest.mark.parametrize("architecture", ["swin_tiny_patch4_window7_224", "convnextv2_atto", "resnet10t"])
+def test_other_architectures_train_and_give_heat_maps(architecture: str, tmp_path: Path) -> None:
+    """Swin-T (channels-last features), ConvNeXt V2 and ResNet train with the box head and give Grad-CAM maps."""
+    from inference.members import Classifier
+    from inference.package import Member
+
+    phantoms = generate_dataset(4, seed=3, body_parts=("wrist",), fracture_rate=0.5)
+    phantoms += generate_dataset(2, seed=3, body_parts=("wrist",), fracture_rate=1.0, first_patient=10)
+    phantoms += generate_dataset(2, seed=3, body_parts=("wrist",), fracture_rate=0.0, first_patient=20)
+    config = ClassifierConfig(architecture=architecture, input_size=64, epochs=1, batch_size=4, device="cpu")
+    result = train_classifier([p.image for p in phantoms], [p.fracture for p in phantoms],
+                              [p.image for p in phantoms], [p.fracture for p in phantoms], config,
+                              train_boxes=[p.boxes for p in phantoms])
+    weights = save_classifier(result.model, tmp_path / "weights.pt")
+
+    member = Member(name="c", kind="classifier", framework="timm", architecture=architecture, body_parts=("wrist",),
+                    views=("AP",), input_size=64, classes=("fracture",), weight=1.0, weights_file="weights.pt",
+                    sha256="0" * 64)
+    output = Classifier(member, weights, torch.device("cpu")).predict(phantoms[0].image, gradcam=True)
+
+    assert output.heatmap.shape == phantoms[0].image.shape
+    assert np.isfinite(output.heatmap).all()
+    assert 0.0 <= output.probability <= 1.0
