@@ -18,7 +18,9 @@ import json
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +102,16 @@ def assemble_package(
     validation = [r for r in read_manifests(manifests, "val") if (r.body_part, r.view) in covered]
     test = [r for r in read_manifests(manifests, "test") if (r.body_part, r.view) in covered]
     runs_data = {member.fields["name"]: read_run(run)["data"] for member, run in zip(members, runs)}
-    description = describe_training_data(manifests, runs_data)
+    description = describe_training_data(manifests, runs_data, view_classifier_from)
 
     with tempfile.TemporaryDirectory(prefix="pedfrac-package-") as work:
         provisional = Path(work) / "provisional"
         write_package(provisional, members, [OperatingPoint(body_part=p, view=v, threshold=0.5) for p, v in covered],
                       name=spec.name, version=spec.version, intended_use=spec.intended_use,
                       training_data=description)
-        validation_scores = score_records(provisional, validation, device=spec.device)
-        points = operating_points(validation_scores, covered)
+        provisional_scores = score_records(provisional, validation, device=spec.device)
+        points = operating_points(provisional_scores, covered)
+        validation_scores = with_operating_points(provisional_scores, points)
         metrics = _validation_metrics(validation_scores)
 
         manifest = write_package(out_dir, members, points, name=spec.name, version=spec.version,
@@ -116,7 +119,7 @@ def assemble_package(
 
     if test:
         test_scores = score_records(out_dir, test, device=spec.device)
-        evaluation = evaluate(test_scores, tune=validation_scores)
+        evaluation = evaluate(test_scores, tune=validation_scores, tune_name="val")
         metrics.update(summary_metrics(evaluation, "test"))
         manifest = write_package(out_dir, members, points, name=spec.name, version=spec.version,
                                  intended_use=spec.intended_use, training_data=description, metrics=metrics)
@@ -178,12 +181,18 @@ def operating_points(scores: ScoreTable, covered: Sequence[tuple[str, str]]) -> 
     return points
 
 
+def with_operating_points(scores: ScoreTable, points: Sequence[OperatingPoint]) -> ScoreTable:
+    """Return the scores with each image's threshold replaced by its operating point in ``points``."""
+    thresholds = {(point.body_part, point.view): point.threshold for point in points}
+    images = tuple(replace(score, threshold=thresholds[(score.record.body_part, score.record.view)])
+                   for score in scores.images)
+    return ScoreTable(scores.manifest, images)
+
+
 def _validation_metrics(scores: ScoreTable) -> dict[str, float | int | str]:
-    metrics: dict[str, float | int | str] = {"validation_images": len(scores.images)}
-    evaluation = evaluate(scores, tune=scores)
-    for key, value in summary_metrics(evaluation, "validation").items():
-        if "auroc" in key or "images" in key:
-            metrics[key] = value
+    """Validation metrics at the chosen operating points: the thresholds were tuned on these images."""
+    evaluation = evaluate(scores, tune=scores, tune_name="val")
+    metrics: dict[str, float | int | str] = dict(summary_metrics(evaluation, "validation"))
     for name in [m.name for m in scores.manifest.members if m.kind in ("classifier", "detector")]:
         labels = [bool(s.record.label) for s in scores.images if name in s.members]
         values = [s.members[name] for s in scores.images if name in s.members]
@@ -194,8 +203,13 @@ def _validation_metrics(scores: ScoreTable) -> dict[str, float | int | str]:
     return metrics
 
 
-def describe_training_data(manifests: Path, runs_data: dict[str, dict[str, Any]]) -> str:
-    """State which data trained, tuned and tested the package, from the manifests' summary and the runs."""
+def describe_training_data(manifests: Path, runs_data: dict[str, dict[str, Any]],
+                           view_classifier_from: Path | None = None) -> str:
+    """State which data trained, tuned and tested the package, from the manifests' summary and the runs.
+
+    The statement ends with the date and the versions of pedfrac, torch, timm and ultralytics that
+    built the package, and names the package a copied view classifier came from.
+    """
     index = Path(manifests) / "index.json"
     summary = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else {}
     totals = summary.get("totals", {})
@@ -206,10 +220,23 @@ def describe_training_data(manifests: Path, runs_data: dict[str, dict[str, Any]]
                      + "; ".join(f"{split} {_count(totals[split])}" for split in ("train", "val", "test") if split in totals))
     for name, data in runs_data.items():
         parts.append(f"{name} trained on {_count(data.get('train', {}))}, stopped early on {_count(data.get('val', {}))}")
+    if view_classifier_from is not None:
+        source = verify_package(Path(view_classifier_from))
+        parts.append(f"view classifier copied from package {source.identity}, not retrained or evaluated here "
+                     "(its training data is in that package's manifest)")
     parts.append("operating points at the Youden index of the ensemble on val; metrics named test_* on test")
+    versions = ", ".join(f"{name} {_version(name)}" for name in ("torch", "timm", "ultralytics"))
+    parts.append(f"built {date.today().isoformat()} by pedfrac {_version('pedfrac')} ({versions})")
     return ". ".join(parts) + "."
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _count(counts: dict[str, Any]) -> str:
     positives = counts.get("positives", counts.get("fractures"))
-    return f"{counts.get('images')} images of {counts.get('patients')} patients ({positives} with fracture)"
+    return f"{counts.get('images')} images ({positives} showing a fracture) of {counts.get('patients')} patients"

@@ -83,6 +83,7 @@ def _classifier_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--body-part", choices=BODY_PARTS, required=True)
     parser.add_argument("--views", nargs="+", choices=VIEWS, default=list(VIEWS), help="views to learn (default both)")
     parser.add_argument("--out", type=Path, required=True, help="run folder to write; its name becomes the member name")
+    parser.add_argument("--force", action="store_true", help="replace the results already in --out")
     parser.add_argument("--architecture", default="convnext_atto",
                         help="timm model name, e.g. convnext_tiny, convnextv2_atto, swin_tiny_patch4_window7_224 "
                              "(default convnext_atto)")
@@ -108,6 +109,7 @@ def _detector_parser(commands: argparse._SubParsersAction) -> None:
                           help="body parts to learn (default both); repeatable")
     detector.add_argument("--views", nargs="+", choices=VIEWS, default=list(VIEWS))
     detector.add_argument("--out", type=Path, required=True, help="run folder to write")
+    detector.add_argument("--force", action="store_true", help="replace a run already in --out")
     detector.add_argument("--model", default="yolov9t.yaml", help="ultralytics model YAML (default yolov9t.yaml)")
     detector.add_argument("--input-size", type=int, default=512)
     detector.add_argument("--epochs", type=int, default=100)
@@ -124,6 +126,7 @@ def _package_parser(commands: argparse._SubParsersAction) -> None:
     package.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders of classifiers and detectors")
     package.add_argument("--manifests", type=Path, required=True, help="folder written by pedfrac index")
     package.add_argument("--out", type=Path, required=True, help="package folder to write")
+    package.add_argument("--force", action="store_true", help="replace a package already in --out")
     package.add_argument("--name", required=True, help="package name, shown in every overlay and report")
     package.add_argument("--version", required=True)
     package.add_argument("--intended-use", help="intended use statement written into the manifest")
@@ -204,21 +207,43 @@ def _index(args: argparse.Namespace) -> int:
         write_manifests,
     )
 
+    from inference.training.integrity import duplicate_images, patients_in_several_inputs, single_class_groups
+
     if len(args.dicom) != len(args.labels):
-        raise ValueError(f"each --dicom folder needs one --labels file; found {len(args.dicom)} and {len(args.labels)}")
-    records = [record for root in args.grazpedwri for record in index_grazpedwri(root)]
-    for root, labels in zip(args.dicom, args.labels):
-        records += index_dicom_folder(root, labels)
-    records += [record for path in args.csv for record in index_csv(path)]
+        raise ValueError(f"each --dicom folder needs its own --labels file, paired in the order given; found "
+                         f"{len(args.dicom)} --dicom and {len(args.labels)} --labels")
+    inputs = {f"--grazpedwri {root}": index_grazpedwri(root) for root in args.grazpedwri}
+    inputs |= {f"--dicom {root}": index_dicom_folder(root, labels) for root, labels in zip(args.dicom, args.labels)}
+    inputs |= {f"--csv {path}": index_csv(path) for path in args.csv}
+    records = [record for found in inputs.values() for record in found]
     if not records:
         raise ValueError("no image was indexed; give --grazpedwri, --dicom with --labels, or --csv")
+
+    duplicates = duplicate_images(records)
+    if duplicates:
+        example = " and ".join(record.image_path for record in duplicates[0][:2])
+        count = f"{len(duplicates)} image is" if len(duplicates) == 1 else f"{len(duplicates)} images are"
+        raise ValueError(f"{count} indexed more than once (same file content), for example "
+                         f"{example}; a copy could land in train and another in test. Remove the duplicates first")
+    shared = patients_in_several_inputs(inputs)
+    if shared:
+        _warn(f"{shared} patient ids occur in more than one input and are split as one patient each; if they are "
+              "different people, give the inputs distinct ids (make-phantoms: --first-patient-number)")
 
     splits = split_by_patient(records, test_fraction=args.test_fraction, validation_fraction=args.val_fraction,
                               seed=args.seed)
     written = write_manifests(args.out, splits)
-    print(f"indexed {len(records)} images into {len(written)} CSV manifests in {args.out}: "
+    for group in single_class_groups(splits):
+        _warn(f"{group}: a classifier cannot train or be measured on one class")
+    print(f"indexed {len(records)} images ({', '.join(f'{name}: {len(found)}' for name, found in inputs.items())}) "
+          f"into {len(written) - 1} CSV manifests and index.json in {args.out}: "
           + ", ".join(f"{split} {len(items)}" for split, items in splits.items()))
     return 0
+
+
+def _warn(message: str) -> None:
+    logger.warning("%s", message)
+    print(f"warning: {message}")
 
 
 def _make_phantoms(args: argparse.Namespace) -> int:
@@ -226,7 +251,7 @@ def _make_phantoms(args: argparse.Namespace) -> int:
     from inference.training.phantom_data import write_dicom_folder, write_grazpedwri_layout
 
     phantoms = generate_dataset(args.patients, seed=args.seed, body_parts=tuple(args.body_parts or BODY_PARTS),
-                                fracture_rate=args.fracture_rate)
+                                fracture_rate=args.fracture_rate, first_patient=args.first_patient_number)
     if args.layout == "grazpedwri":
         write_grazpedwri_layout(phantoms, args.out, first_number=args.first_patient_number)
         print(f"wrote {len(phantoms)} phantom images in GRAZPEDWRI-DX's layout to {args.out}")
@@ -248,9 +273,15 @@ def classifier_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _train_classifier(args: argparse.Namespace) -> int:
-    from inference.training.runs import train_classifier_run
+def _refuse_to_replace(path: Path, what: str, force: bool) -> None:
+    if path.exists() and not force:
+        raise ValueError(f"{path.parent} already holds {what}; give --force to replace it, or choose another --out")
 
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    from inference.training.runs import RUN_FILE, train_classifier_run
+
+    _refuse_to_replace(args.out / RUN_FILE, "a training run", args.force)
     path = train_classifier_run(args.manifests, args.out, body_part=args.body_part, views=args.views,
                                 config=classifier_config(args), use_boxes=args.boxes)
     print(f"classifier run written to {path.parent}")
@@ -259,8 +290,9 @@ def _train_classifier(args: argparse.Namespace) -> int:
 
 def _train_detector(args: argparse.Namespace) -> int:
     from inference.training.detector import DetectorConfig
-    from inference.training.runs import train_detector_run
+    from inference.training.runs import RUN_FILE, train_detector_run
 
+    _refuse_to_replace(args.out / RUN_FILE, "a training run", args.force)
     config = DetectorConfig(model_yaml=args.model, input_size=args.input_size, epochs=args.epochs,
                             batch_size=args.batch_size, patience=args.patience, seed=args.seed,
                             device=None if args.device == "auto" else args.device)
@@ -273,6 +305,7 @@ def _train_detector(args: argparse.Namespace) -> int:
 def _cross_validate(args: argparse.Namespace) -> int:
     from inference.training.crossval import cross_validate
 
+    _refuse_to_replace(args.out / "crossval.json", "a cross-validation", args.force)
     report = cross_validate(args.manifests, args.out, body_part=args.body_part, views=args.views,
                             config=classifier_config(args), folds=args.folds, use_boxes=args.boxes)
     print(f"cross-validation report written to {report}")
@@ -280,8 +313,10 @@ def _cross_validate(args: argparse.Namespace) -> int:
 
 
 def _package(args: argparse.Namespace) -> int:
+    from inference.package import MANIFEST_NAME
     from inference.training.assembly import DEFAULT_INTENDED_USE, PackageSpec, assemble_package
 
+    _refuse_to_replace(args.out / MANIFEST_NAME, "a model package", args.force)
     spec = PackageSpec(name=args.name, version=args.version, intended_use=args.intended_use or DEFAULT_INTENDED_USE,
                        classifier_weight=args.classifier_weight, detector_weight=args.detector_weight,
                        box_threshold=args.box_threshold,

@@ -68,6 +68,10 @@ MANIFEST_FORMAT = "pedfrac image manifests"
 MANIFEST_VERSION = 1
 
 GRAZPEDWRI_SOURCE = "GRAZPEDWRI-DX"
+# make-phantoms writes this as the device manufacturer (GRAZPEDWRI-DX layout) or Manufacturer (DICOM),
+# so indexed phantoms are named as phantoms and never as the data set whose layout they borrow.
+PHANTOM_MANUFACTURER = "pedfrac phantom generator"
+PHANTOM_SOURCE = "pedfrac phantoms"
 GRAZPEDWRI_COLUMNS = (
     "filestem", "patient_id", "study_number", "timehash", "gender", "age", "laterality", "projection",
     "initial_exam", "ao_classification", "cast", "diagnosis_uncertain", "osteopenia", "fracture_visible",
@@ -296,7 +300,7 @@ def _grazpedwri_record(row: Mapping[str, str], stem: str, image: Path, label_fil
         sex=sex if sex in ("M", "F") else "",
         boxes_file=str(label_file.resolve()) if label_file else "",
         boxes_format=BOXES_SUFFIXES[label_file.suffix.lower()] if label_file else "",
-        source=GRAZPEDWRI_SOURCE,
+        source=PHANTOM_SOURCE if row.get("device_manufacturer") == PHANTOM_MANUFACTURER else GRAZPEDWRI_SOURCE,
     )
 
 
@@ -459,7 +463,7 @@ def _dicom_record(path: Path, dataset: Dataset, labels: Mapping[str, tuple[int, 
         sex=sex if sex in ("M", "F") else "",
         boxes_file=boxes_file,
         boxes_format=boxes_format,
-        source=source,
+        source=PHANTOM_SOURCE if str(dataset.get("Manufacturer", "")) == PHANTOM_MANUFACTURER else source,
     )
 
 
@@ -988,7 +992,7 @@ def read_manifests(folder: Path, split: str, *, body_part: str | None = None,
 def _read_index(folder: Path) -> dict:
     path = folder / INDEX_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; write the manifests with write_manifests first")
+        raise FileNotFoundError(f"{path} not found; write the manifests with pedfrac index first")
     index = json.loads(path.read_text(encoding="utf-8"))
     if index.get("format") != MANIFEST_FORMAT or index.get("version") != MANIFEST_VERSION:
         raise ValueError(f"{path} is not a {MANIFEST_FORMAT!r} index of version {MANIFEST_VERSION}")

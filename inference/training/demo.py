@@ -74,16 +74,17 @@ def demo_commands(work: Path, out_dir: Path, *, seed: int, config: DemoConfig, r
             "--architecture", config.architecture, "--input-size", str(inputs[part]),
             "--epochs", str(config.classifier_epochs), "--patience", str(config.classifier_patience),
             "--learning-rate", str(config.classifier_learning_rate), "--seed", str(seed), "--device", config.device,
+            "--force",
         ])
     commands.append([
         "train-detector", "--manifests", str(manifests), "--out", str(detector), "--model", config.detector_yaml,
         "--input-size", str(config.detector_input), "--epochs", str(config.detector_epochs),
-        "--seed", str(seed), "--device", config.device,
+        "--seed", str(seed), "--device", config.device, "--force",
     ])
 
     package = ["package", "--runs", str(classifier["wrist"]), str(classifier["elbow"]), str(detector),
                "--manifests", str(manifests), "--out", str(out_dir), "--name", PACKAGE_NAME,
-               "--version", PACKAGE_VERSION, "--intended-use", INTENDED_USE, "--device", config.device]
+               "--version", PACKAGE_VERSION, "--intended-use", INTENDED_USE, "--device", config.device, "--force"]
     if view_classifier_from is not None:
         package += ["--view-classifier-from", str(view_classifier_from)]
     if report_dir is not None:

@@ -59,6 +59,7 @@ class Evaluation:
     """Every table of one evaluation, the ROC inputs and what a reader must know about them."""
 
     package: str
+    tuned_on: str = "the evaluated images"
     sections: dict[str, list[tuple[str, BinaryMetrics]]] = field(default_factory=dict)
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     boxes: dict[str, Any] | None = None
@@ -74,7 +75,7 @@ class _Tuning:
     rule_thresholds: dict[str, dict[Key, float]]
 
 
-def evaluate(table: ScoreTable, *, tune: ScoreTable | None = None) -> Evaluation:
+def evaluate(table: ScoreTable, *, tune: ScoreTable | None = None, tune_name: str = "the tuning split") -> Evaluation:
     """Measure the package and every voting rule on ``table``.
 
     Parameters
@@ -85,17 +86,20 @@ def evaluate(table: ScoreTable, *, tune: ScoreTable | None = None) -> Evaluation
         Scores of other records (normally ``val``) on which member thresholds, member accuracies
         and rule thresholds are chosen. When None they are chosen on ``table`` itself, which flatters
         every rule except the package row; the report says so.
+    tune_name
+        How the report names the tuning set, such as ``"val"``.
 
     Returns
     -------
     The tables, ROC inputs, box metrics and notes.
     """
-    evaluation = Evaluation(package=table.manifest.identity)
+    evaluation = Evaluation(package=table.manifest.identity, tuned_on=tune_name)
     if tune is None:
         tune = table
-        evaluation.notes.append("No tuning set was given: voting-rule thresholds, member thresholds and member "
-                                "accuracies were chosen on the evaluated images themselves, so those rows are "
-                                "optimistic. The package row uses the manifest's thresholds.")
+        evaluation.tuned_on = "the evaluated images"
+        evaluation.notes.append("Voting-rule thresholds, member thresholds and member accuracies were chosen on the "
+                                "evaluated images themselves, so the voting-rule and member rows are optimistic. "
+                                "The package rows use the manifest's thresholds.")
     tuning = _tune(tune)
 
     evaluation.sections["Package, per image and per view"] = _package_rows(table, evaluation)
@@ -275,7 +279,7 @@ def write_report(evaluation: Evaluation, table: ScoreTable, out_dir: Path, *, ti
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {
-        "roc_package.png": ("package", f"{evaluation.package}: soft vote per view and per patient"),
+        "roc_package.png": ("package", f"{evaluation.package}: ensemble with the manifest's weights"),
         "roc_image.png": ("image", "voting rules and members, per image"),
         "roc_patient.png": ("patient", "voting rules and members, per patient"),
     }
@@ -305,7 +309,7 @@ def _known(curve: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray
 def _markdown(evaluation: Evaluation, title: str | None, figures: Sequence[str]) -> str:
     lines = [f"# {title or 'Evaluation of ' + evaluation.package}", ""]
     for section, rows in evaluation.sections.items():
-        lines += [f"## {section}", "", markdown_table(rows)]
+        lines += [f"## {section}", "", _section_intro(section, evaluation.tuned_on), "", markdown_table(rows)]
     if evaluation.boxes is not None:
         lines += ["## Boxes", "", "| Class | AP@50 | AP@50-95 |", "|---|---:|---:|"]
         for label, values in evaluation.boxes.get("per_class", {}).items():
@@ -317,6 +321,15 @@ def _markdown(evaluation: Evaluation, title: str | None, figures: Sequence[str])
     if evaluation.notes:
         lines += ["## Notes", "", *(f"- {note}" for note in evaluation.notes), ""]
     return "\n".join(lines)
+
+
+def _section_intro(section: str, tuned_on: str) -> str:
+    if section.startswith("Package"):
+        return ("Soft vote with the manifest's weights; each view's threshold is the manifest's operating point. "
+                "A patient is positive when any view is; the patient's score is the highest view score.")
+    return (f"Each rule's threshold is its Youden threshold per body part and view on {tuned_on}, so the Threshold "
+            "column is empty; member thresholds and accuracies (for the hard, unanimous and weighted votes) come "
+            "from the same images.")
 
 
 def _number(value: float | None) -> str:
@@ -339,10 +352,13 @@ def summary_metrics(evaluation: Evaluation, prefix: str = "test") -> dict[str, f
     for name, row in evaluation.sections.get("Package, per image and per view", []):
         key = name.replace(" ", "_")
         values = row.as_dict()
-        for metric in ("auroc", "auroc_lower", "auroc_upper", "sensitivity", "specificity", "accuracy", "f1"):
+        for metric in ("auroc", "auroc_lower", "auroc_upper", "sensitivity", "sensitivity_lower", "sensitivity_upper",
+                       "specificity", "specificity_lower", "specificity_upper", "accuracy", "f1"):
             if values.get(metric) is not None:
                 metrics[f"{prefix}_{metric}_{key}"] = values[metric]
-        metrics[f"{prefix}_images_{key}"] = row.n
+        unit = "patients" if name == "per patient" else "images"
+        metrics[f"{prefix}_{unit}_{key}"] = row.n
+        metrics[f"{prefix}_fracture_{unit}_{key}"] = row.positives
     if evaluation.boxes and evaluation.boxes.get("map50") is not None:
         metrics[f"{prefix}_map50"] = round(float(evaluation.boxes["map50"]), 4)
         metrics[f"{prefix}_map50_95"] = round(float(evaluation.boxes["map50_95"]), 4)

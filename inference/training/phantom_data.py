@@ -27,12 +27,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from inference.phantoms import Phantom
-from inference.training.datasets import FAT_PAD_CLASS_ID, GRAZPEDWRI_CLASSES, GRAZPEDWRI_COLUMNS
+from inference.training.datasets import FAT_PAD_CLASS_ID, GRAZPEDWRI_CLASSES, GRAZPEDWRI_COLUMNS, PHANTOM_MANUFACTURER
 
 logger = logging.getLogger(__name__)
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
-MANUFACTURER = "pedfrac phantom generator"
+MANUFACTURER = PHANTOM_MANUFACTURER
 YOLO_CLASS_IDS = {"fracture": GRAZPEDWRI_CLASSES.index("fracture"), "fat_pad": FAT_PAD_CLASS_ID}
 REGION_CODES = {"wrist": "WRI", "elbow": "ELB"}
 PROJECTIONS = {"AP": 1, "LAT": 2}

@@ -18,7 +18,7 @@ from inference.training.metrics import BinaryMetrics, delong_auroc
 logger = logging.getLogger(__name__)
 
 MISSING = "–"
-TABLE_HEADER = "| Model | AUROC (95% CI) | ACC | F1 | Sens (95% CI) | Spec (95% CI) | Threshold | n |"
+TABLE_HEADER = "| Model | AUROC (95% CI) | ACC (95% CI) | F1 | Sens (95% CI) | Spec (95% CI) | Threshold | n (pos/neg) |"
 TABLE_ALIGNMENT = "|---|---:|---:|---:|---:|---:|---:|---:|"
 
 
@@ -87,8 +87,9 @@ def roc_figure(
 def markdown_table(rows: Sequence[tuple[str, BinaryMetrics]]) -> str:
     """Format metrics as a Markdown table, one row per model or voting rule, values to 3 decimals.
 
-    The columns are ``| Model | AUROC (95% CI) | ACC | F1 | Sens (95% CI) | Spec (95% CI) |
-    Threshold | n |``. A missing or undefined value is shown as an en dash.
+    The columns are ``| Model | AUROC (95% CI) | ACC (95% CI) | F1 | Sens (95% CI) | Spec (95% CI) |
+    Threshold | n (pos/neg) |``. A missing or undefined value is shown as an en dash; so is F1 when
+    there is neither a true case nor a positive decision.
     """
     lines = [TABLE_HEADER, TABLE_ALIGNMENT]
     for name, metrics in rows:
@@ -96,12 +97,12 @@ def markdown_table(rows: Sequence[tuple[str, BinaryMetrics]]) -> str:
         cells = [
             name.replace("|", "\\|"),
             _with_interval(auroc.auroc, (auroc.lower, auroc.upper)) if auroc else MISSING,
-            _decimal(metrics.accuracy),
-            _decimal(metrics.f1),
+            _with_interval(metrics.accuracy, metrics.accuracy_ci),
+            _decimal(metrics.f1) if metrics.positives or metrics.tp + metrics.fp else MISSING,
             _with_interval(metrics.sensitivity, metrics.sensitivity_ci),
             _with_interval(metrics.specificity, metrics.specificity_ci),
             _decimal(metrics.threshold),
-            str(metrics.n),
+            f"{metrics.n} ({metrics.positives}/{metrics.negatives})",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -68,7 +68,7 @@ def export_gradcam(
             if not cv2.imwrite(str(out_dir / name), picture):
                 raise OSError(f"could not write review image {out_dir / name}")
             writer.writerow([name, score.record.image_path, score.record.body_part, score.record.view,
-                             int(score.record.label), f"{score.ensemble:.4f}", f"{score.threshold:.4f}",
+                             int(score.record.label), f"{score.ensemble:.6f}", f"{score.threshold:.6f}",
                              int(score.positive), _outcome(score)])
             written += 1
 

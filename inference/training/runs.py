@@ -121,8 +121,11 @@ def train_classifier_run(
     The path of ``run.json``.
     """
     started = time.monotonic()
+    out_dir = Path(out_dir).resolve()
     train = select(manifests, "train", body_part, views)
     validation = select(manifests, "val", body_part, views)
+    for split, records in (("train", train), ("val", validation)):
+        _require_both_classes(records, f"the {split} split of {body_part} {'/'.join(views)} in {manifests}")
     logger.info("classifier run %s: %s %s, %d training and %d validation images", out_dir.name, body_part,
                 "/".join(views), len(train), len(validation))
 
@@ -162,6 +165,8 @@ def train_detector_run(
     for inspection; only ``detector.pt`` and ``run.json`` are needed afterwards.
     """
     started = time.monotonic()
+    # ultralytics resolves a relative project folder under its own settings folder, not the working one.
+    out_dir = Path(out_dir).resolve()
     train = [r for part in body_parts for r in select(manifests, "train", part, views)]
     validation = [r for part in body_parts for r in select(manifests, "val", part, views)]
     boxed = sum(1 for record in train if record.boxes_file)
@@ -185,6 +190,14 @@ def train_detector_run(
         "seconds": round(time.monotonic() - started, 1),
     }
     return _write_run(out_dir, run)
+
+
+def _require_both_classes(records: Sequence[ImageRecord], name: str) -> None:
+    fractures = sum(int(record.label) for record in records)
+    if fractures == 0 or fractures == len(records):
+        missing = "fracture" if fractures == 0 else "normal"
+        raise ValueError(f"{name} has {len(records)} images and no {missing} image; a classifier needs both. "
+                         "Index more data, or change pedfrac index --test-fraction/--val-fraction")
 
 
 def read_run(folder: Path) -> dict[str, Any]:

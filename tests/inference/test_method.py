@@ -96,6 +96,7 @@ def test_package_carries_thresholds_metrics_and_data(work: Path) -> None:
         assert key in manifest.metrics, key
     assert manifest.metrics["test_auroc_wrist_AP"] > 0.6
     assert "GRAZPEDWRI-DX" in manifest.training_data
+    assert "pedfrac phantoms" in manifest.training_data
     assert all(f"{split} " in manifest.training_data for split in SPLITS)
 
 
@@ -103,7 +104,7 @@ def test_package_report_has_every_table_and_curve(work: Path) -> None:
     report = (work / "package-report" / "evaluation.md").read_text()
     sections = json.loads((work / "package-report" / "evaluation.json").read_text())["sections"]
 
-    assert "| Model | AUROC (95% CI) | ACC | F1 | Sens (95% CI) | Spec (95% CI) | Threshold | n |" in report
+    assert "| Model | AUROC (95% CI) | ACC (95% CI) | F1 | Sens (95% CI) | Spec (95% CI) | Threshold | n (pos/neg) |" in report
     for rule in ("soft vote, equal weights", "hard vote, majority", "unanimous vote",
                  "soft vote weighted by member accuracy", "fixed weights 0.6 classifier / 0.4 detector",
                  "member wrist-resnet alone", "member detector alone"):
@@ -202,3 +203,38 @@ def test_prepared_inputs_mirror_elbows_to_the_canonical_side(work: Path) -> None
     columns = original.shape[1]
     assert [(label, columns - x1, columns - x0) for label, x0, _y0, x1, _y1 in load_boxes(left, original.shape)] == \
         [(label, x0, x1) for label, x0, _y0, x1, _y1 in boxes]
+
+
+def test_outputs_are_not_replaced_without_force(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (work / "package" / "manifest.json").read_bytes()
+
+    status = main(["package", "--runs", str(work / "runs" / "wrist-resnet"), "--manifests", str(work / "manifests"),
+                   "--out", str(work / "package"), "--name", "other", "--version", "2", "--device", "cpu"])
+
+    assert status == 1
+    assert "--force" in capsys.readouterr().out
+    assert (work / "package" / "manifest.json").read_bytes() == before
+
+
+def test_index_refuses_an_image_indexed_twice(work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = Path(read_manifests(work / "manifests", "train", body_part="wrist")[0].image_path)
+    copy = tmp_path / image.name
+    copy.write_bytes(image.read_bytes())
+    (tmp_path / "extra.csv").write_text(f"image_path,patient_id,label,body_part,view\n{copy.name},X1,1,wrist,AP\n")
+
+    status = main(["index", "--grazpedwri", str(work / "wrists"), "--csv", str(tmp_path / "extra.csv"),
+                   "--out", str(tmp_path / "manifests")])
+
+    assert status == 1
+    assert "indexed more than once" in capsys.readouterr().out
+    assert not (tmp_path / "manifests").exists()
+
+
+def test_index_warns_about_patient_ids_shared_by_two_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, seed in (("a", "1"), ("b", "2")):
+        run("make-phantoms", "--out", str(tmp_path / name), "--patients", "6", "--body-part", "wrist", "--seed", seed)
+
+    run("index", "--grazpedwri", str(tmp_path / "a"), "--grazpedwri", str(tmp_path / "b"),
+        "--out", str(tmp_path / "manifests"))
+
+    assert "6 patient ids occur in more than one input" in capsys.readouterr().out

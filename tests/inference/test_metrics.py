@@ -494,6 +494,7 @@ def test_markdown_table_rows() -> None:
 
     assert lines[0] == TABLE_HEADER
     assert len(lines) == 2 + len(rows)
-    assert lines[2] == ("| soft | 0.812 (0.503–1.000) | 0.800 | 0.750 | 0.750 (0.301–0.954) "
-                        "| 0.833 (0.436–0.970) | 0.500 | 10 |")
-    assert lines[3] == "| hard | – | 0.667 | 0.000 | – | 0.667 (0.208–0.939) | 0.500 | 3 |"
+    assert lines[2] == ("| soft | 0.812 (0.503–1.000) | 0.800 (0.490–0.943) | 0.750 | 0.750 (0.301–0.954) "
+                        "| 0.833 (0.436–0.970) | 0.500 | 10 (4/6) |")
+    # No true fracture, one positive decision: F1 is 0, not undefined.
+    assert lines[3] == "| hard | – | 0.667 (0.208–0.939) | 0.000 | – | 0.667 (0.208–0.939) | 0.500 | 3 (0/3) |"
