@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from inference.package import BODY_PARTS, VIEWS, Manifest, OperatingPoint, verify_package
-from inference.training.datasets import read_manifests
 from inference.training.evaluation import evaluate, summary_metrics, write_report
+from inference.training.manifests import read_manifests
 from inference.training.metrics import youden_threshold
 from inference.training.packaging import PackageMember, write_package
 from inference.training.runs import read_run

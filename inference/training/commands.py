@@ -199,15 +199,10 @@ def run_method_command(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from inference.training.datasets import (
-        index_csv,
-        index_dicom_folder,
-        index_grazpedwri,
-        split_by_patient,
-        write_manifests,
-    )
-
+    from inference.training.indexing import index_csv, index_dicom_folder, index_grazpedwri
     from inference.training.integrity import duplicate_images, patients_in_several_inputs, single_class_groups
+    from inference.training.manifests import write_manifests
+    from inference.training.splits import split_by_patient
 
     if len(args.dicom) != len(args.labels):
         raise ValueError(f"each --dicom folder needs its own --labels file, paired in the order given; found "
@@ -328,8 +323,8 @@ def _package(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from inference.training.datasets import read_manifests
     from inference.training.evaluation import evaluate, write_report
+    from inference.training.manifests import read_manifests
     from inference.training.scoring import score_records
 
     records = read_manifests(args.manifests, args.split)
@@ -345,7 +340,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _gradcam(args: argparse.Namespace) -> int:
-    from inference.training.datasets import read_manifests
+    from inference.training.manifests import read_manifests
     from inference.training.review import export_gradcam
 
     records = read_manifests(args.manifests, args.split)

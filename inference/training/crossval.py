@@ -26,10 +26,11 @@ import numpy as np
 
 from inference.package import VIEWS
 from inference.training.classifier import ClassifierConfig, PreparedSet, predict_prepared, train_prepared
-from inference.training.datasets import ImageRecord, patient_folds
 from inference.training.metrics import BinaryMetrics, binary_metrics, youden_threshold
+from inference.training.records import ImageRecord
 from inference.training.report import markdown_table, roc_figure
 from inference.training.runs import prepare_records, select
+from inference.training.splits import patient_folds
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from inference.training.datasets import ImageRecord
+from inference.training.records import ImageRecord
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Write synthetic phantoms to disk in the layouts that :mod:`inference.training.datasets` indexes.
+"""Write synthetic phantoms to disk in the layouts that :mod:`inference.training.indexing` indexes.
 
 :func:`write_grazpedwri_layout` writes 16-bit PNGs, YOLO label files and a ``dataset.csv`` with
 the columns of GRAZPEDWRI-DX. :func:`write_dicom_folder` writes one DX DICOM file per phantom with
@@ -27,7 +27,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from inference.phantoms import Phantom
-from inference.training.datasets import FAT_PAD_CLASS_ID, GRAZPEDWRI_CLASSES, GRAZPEDWRI_COLUMNS, PHANTOM_MANUFACTURER
+from inference.training.images import FAT_PAD_CLASS_ID, GRAZPEDWRI_CLASSES
+from inference.training.indexing import GRAZPEDWRI_COLUMNS
+from inference.training.records import PHANTOM_MANUFACTURER
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class _Patient:
 
 
 def write_grazpedwri_layout(phantoms: Sequence[Phantom], root: Path, *, first_number: int = FIRST_PATIENT_NUMBER) -> Path:
-    """Write phantoms as a GRAZPEDWRI-DX folder that :func:`~inference.training.datasets.index_grazpedwri` reads.
+    """Write phantoms as a GRAZPEDWRI-DX folder that :func:`~inference.training.indexing.index_grazpedwri` reads.
 
     The folder gets ``images/<stem>.png`` (16-bit greyscale, the phantom image times 65535),
     ``labels/<stem>.txt`` (YOLO) and ``dataset.csv`` with the official columns. File stems follow
@@ -119,7 +121,7 @@ def write_grazpedwri_layout(phantoms: Sequence[Phantom], root: Path, *, first_nu
 
 
 def write_dicom_folder(phantoms: Sequence[Phantom], root: Path) -> tuple[Path, Path]:
-    """Write phantoms as DX DICOM files and a labels CSV, for :func:`~inference.training.datasets.index_dicom_folder`.
+    """Write phantoms as DX DICOM files and a labels CSV, for :func:`~inference.training.indexing.index_dicom_folder`.
 
     Each phantom becomes ``root/dicom/<position>.dcm``, a DX For Presentation image with 16-bit
     MONOCHROME2 pixels (the phantom image times 65535) and a window over the full range, so the

@@ -18,7 +18,7 @@ import numpy as np
 from inference.findings import ImageFinding, MemberOutput
 from inference.package import verify_package
 from inference.preprocess import to_uint8
-from inference.training.datasets import ImageRecord
+from inference.training.records import ImageRecord
 from inference.training.scoring import ImageScore, iterate_scores
 from reporting.overlay import render_overlay
 

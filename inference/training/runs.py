@@ -30,9 +30,11 @@ from inference.training.classifier import (
     save_classifier,
     train_prepared,
 )
-from inference.training.datasets import ImageRecord, load_boxes, load_image, read_manifests
 from inference.training.detector import DetectorConfig, train_detector
+from inference.training.images import load_boxes, load_image
+from inference.training.manifests import read_manifests
 from inference.training.metrics import binary_metrics, youden_threshold
+from inference.training.records import ImageRecord
 
 logger = logging.getLogger(__name__)
 

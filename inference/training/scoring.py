@@ -18,7 +18,8 @@ from tqdm import tqdm
 from inference.ensemble import Ensemble, soft_vote
 from inference.findings import Box, MemberOutput
 from inference.package import Manifest, Member
-from inference.training.datasets import ImageRecord, load_boxes, load_image
+from inference.training.images import load_boxes, load_image
+from inference.training.records import ImageRecord
 
 logger = logging.getLogger(__name__)
 

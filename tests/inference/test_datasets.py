@@ -12,25 +12,15 @@ import numpy as np
 import pytest
 
 from inference.phantoms import generate_dataset
-from inference.training.datasets import (
-    CSV_COLUMNS,
-    ImageRecord,
-    check_disjoint,
-    index_csv,
-    index_dicom_folder,
-    index_grazpedwri,
-    load_boxes,
-    load_image,
-    patient_folds,
-    pseudonym,
-    read_manifests,
-    split_by_patient,
-    write_manifests,
-)
+from inference.training.images import load_boxes, load_image
+from inference.training.indexing import index_csv, index_dicom_folder, index_grazpedwri
+from inference.training.manifests import read_manifests, write_manifests
 from inference.training.phantom_data import write_dicom_folder, write_grazpedwri_layout
+from inference.training.records import CSV_COLUMNS, ImageRecord, pseudonym
+from inference.training.splits import check_disjoint, patient_folds, split_by_patient
 from tests.factories import shared_data_dir
 
-LOGGER = "inference.training.datasets"
+LOGGER = "inference.training.indexing"
 HEADER = ",".join(("filestem", "patient_id", "study_number", "timehash", "gender", "age", "laterality", "projection",
                    "initial_exam", "ao_classification", "cast", "diagnosis_uncertain", "osteopenia",
                    "fracture_visible", "metal", "pixel_spacing", "device_manufacturer"))

@@ -17,8 +17,10 @@ import pytest
 
 from inference.ensemble import Ensemble
 from inference.package import verify_package
-from inference.training.datasets import SPLITS, check_disjoint, load_boxes, load_image, read_manifests
+from inference.training.images import load_boxes, load_image
+from inference.training.manifests import read_manifests
 from inference.training.runs import load_canonical
+from inference.training.splits import SPLITS, check_disjoint
 from listener.cli import main
 from tests.factories import new_study, phantom_dx, shared_data_dir
 
