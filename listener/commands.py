@@ -165,4 +165,21 @@ def check_models(folder: Path | None) -> int:
     for member in manifest.members:
         print(f"  {member.name}: {member.kind} {member.architecture} {member.input_size} px, "
               f"{'/'.join(member.body_parts)} {'/'.join(member.views)}, weight {member.weight}")
+    print("operating points: " + ", ".join(f"{point.body_part} {point.view} {point.threshold:.3f}"
+                                           for point in manifest.operating_points))
+    _print_test_metrics(manifest.metrics)
     return 0
+
+
+def _print_test_metrics(metrics: dict[str, float | int | str]) -> None:
+    """Print the package's test AUROC per view and per patient, and warn when one is at chance or below."""
+    aurocs = {key.removeprefix("test_auroc_"): value for key, value in metrics.items()
+              if key.startswith("test_auroc_") and not key.startswith(("test_auroc_lower", "test_auroc_upper"))}
+    if not aurocs:
+        print("test metrics: none in the manifest")
+        return
+
+    print("test AUROC: " + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in aurocs.items()))
+    weak = [name.replace("_", " ") for name, value in aurocs.items() if isinstance(value, (int, float)) and value <= 0.5]
+    if weak:
+        print(f"warning: test AUROC at chance or below for {', '.join(weak)}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,22 @@ def test_serve_rejects_missing_package(tmp_path: Path) -> None:
 
     assert result.returncode == 3
     assert "manifest.json not found" in result.stderr
+
+
+def test_check_models_prints_operating_points_and_test_auroc(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-models"]) == 0
+
+    output = capsys.readouterr().out
+    assert "operating points: wrist AP " in output
+    assert "test AUROC: all images " in output
+    assert "warning" not in output
+
+
+def test_check_models_warns_about_chance_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    package = untrained_package(tmp_path / "package")
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["metrics"] = {"test_auroc_wrist_AP": 0.43, "test_auroc_lower_wrist_AP": 0.2}
+    (package / "manifest.json").write_text(json.dumps(manifest))
+
+    assert main(["check-models", str(package)]) == 0
+    assert "warning: test AUROC at chance or below for wrist AP" in capsys.readouterr().out
