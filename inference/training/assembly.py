@@ -29,6 +29,7 @@ from inference.training.evaluation import evaluate, summary_metrics, write_repor
 from inference.training.manifests import read_manifests
 from inference.training.metrics import youden_threshold
 from inference.training.packaging import PackageMember, write_package
+from inference.training.records import ImageRecord
 from inference.training.runs import read_run
 from inference.training.scoring import ScoreTable, score_records
 
@@ -44,11 +45,11 @@ DEFAULT_INTENDED_USE = (
 
 @dataclass(frozen=True)
 class PackageSpec:
-    """What ``pedfrac package`` is asked to build.
+    """Name, version, voting weights and box thresholds of the package that ``pedfrac package`` builds.
 
     ``classifier_weight`` and ``detector_weight`` are the soft-voting weights of every classifier
     and every detector. ``box_threshold`` keeps detector boxes from that confidence on (the
-    high-sensitivity tier), ``box_threshold_high_specificity`` marks the high-specificity tier.
+    high-sensitivity tier), and ``box_threshold_high_specificity`` marks the high-specificity tier.
     """
 
     name: str
@@ -109,25 +110,31 @@ def assemble_package(
         write_package(provisional, members, [OperatingPoint(body_part=p, view=v, threshold=0.5) for p, v in covered],
                       name=spec.name, version=spec.version, intended_use=spec.intended_use,
                       training_data=description)
-        provisional_scores = score_records(provisional, validation, device=spec.device)
-        points = operating_points(provisional_scores, covered)
-        validation_scores = with_operating_points(provisional_scores, points)
-        metrics = _validation_metrics(validation_scores)
+        # Thresholds change no probability, so the provisional package scores both splits in one load.
+        scored = score_records(provisional, validation + test, device=spec.device)
 
-        manifest = write_package(out_dir, members, points, name=spec.name, version=spec.version,
-                                 intended_use=spec.intended_use, training_data=description, metrics=metrics)
-
+    points = operating_points(_only(scored, validation), covered)
+    validation_scores = with_operating_points(_only(scored, validation), points)
+    metrics = _validation_metrics(validation_scores)
+    evaluation = None
     if test:
-        test_scores = score_records(out_dir, test, device=spec.device)
+        test_scores = with_operating_points(_only(scored, test), points)
         evaluation = evaluate(test_scores, tune=validation_scores, tune_name="val")
         metrics.update(summary_metrics(evaluation, "test"))
-        manifest = write_package(out_dir, members, points, name=spec.name, version=spec.version,
-                                 intended_use=spec.intended_use, training_data=description, metrics=metrics)
-        if report_dir is not None:
-            write_report(evaluation, test_scores, Path(report_dir), title=f"Test evaluation of {manifest.identity}")
     else:
         logger.warning("the manifests have no test split; the package carries validation metrics only")
+
+    manifest = write_package(out_dir, members, points, name=spec.name, version=spec.version,
+                             intended_use=spec.intended_use, training_data=description, metrics=metrics)
+    if evaluation is not None and report_dir is not None:
+        write_report(evaluation, test_scores, Path(report_dir), title=f"Test evaluation of {manifest.identity}")
     return manifest
+
+
+def _only(scores: ScoreTable, records: Sequence[ImageRecord]) -> ScoreTable:
+    """Return the scores of ``records``, in the order they were scored."""
+    wanted = set(records)
+    return ScoreTable(scores.manifest, tuple(score for score in scores.images if score.record in wanted))
 
 
 def _member(run_dir: Path, spec: PackageSpec) -> PackageMember:

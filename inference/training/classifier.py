@@ -214,7 +214,8 @@ def train_prepared(train: PreparedSet, validation: PreparedSet, config: Classifi
     _check_labels("training", train.labels)
     _check_labels("validation", validation.labels)
     if train.inputs.shape[1:] != (config.input_size, config.input_size):
-        raise ValueError(f"inputs are {train.inputs.shape[1:]}, the configuration says {config.input_size} px")
+        raise ValueError(f"inputs are {train.inputs.shape[1:]} px, but the configuration expects {config.input_size} px; "
+                         "prepare them with prepare_set at config.input_size")
     device = _device(config.device)
     validation_x = normalise(validation.inputs, config.mean, config.std)
 
@@ -379,19 +380,20 @@ def predict_probabilities(
     device: str | None = None,
 ) -> np.ndarray:
     """Return the fracture probability of each display image, preprocessed as the service does."""
-    target = _device(device)
-    model.to(target)
-    x = normalise(prepare_inputs(images, input_size), mean, std)
-    probabilities = torch.sigmoid(_logits(model, x, target)).numpy()
-    model.cpu()
-    return probabilities
+    return _probabilities(model, prepare_inputs(images, input_size), mean, std, device)
 
 
 def predict_prepared(model: torch.nn.Module, prepared: PreparedSet, config: ClassifierConfig) -> np.ndarray:
     """Return the fracture probability of each prepared input, with the normalisation of ``config``."""
-    target = _device(config.device)
+    return _probabilities(model, prepared.inputs, config.mean, config.std, config.device)
+
+
+def _probabilities(model: torch.nn.Module, inputs: np.ndarray, mean: float, std: float,
+                   device: str | None) -> np.ndarray:
+    """Run uint8 model inputs through ``model`` on ``device`` and return their sigmoid probabilities."""
+    target = _device(device)
     model.to(target)
-    probabilities = torch.sigmoid(_logits(model, normalise(prepared.inputs, config.mean, config.std), target)).numpy()
+    probabilities = torch.sigmoid(_logits(model, normalise(inputs, mean, std), target)).numpy()
     model.cpu()
     return probabilities
 

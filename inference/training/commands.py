@@ -19,7 +19,7 @@ METHOD_COMMANDS = ("index", "make-phantoms", "train-classifier", "train-detector
                    "evaluate", "gradcam", "build-demo-package")
 BODY_PARTS = ("wrist", "elbow")
 VIEWS = ("AP", "LAT")
-# Input sizes of the seed method: wrist 384 px, elbow 512 px for the classifiers, 512 px for YOLO.
+# Default classifier input sizes; the detector's default is 512 px.
 DEFAULT_INPUT = {"wrist": 384, "elbow": 512}
 
 
@@ -268,15 +268,16 @@ def classifier_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _refuse_to_replace(path: Path, what: str, force: bool) -> None:
+def _reject_existing_output(path: Path, description: str, force: bool) -> None:
     if path.exists() and not force:
-        raise ValueError(f"{path.parent} already holds {what}; give --force to replace it, or choose another --out")
+        raise ValueError(f"{path.parent} already contains {description}; give --force to replace it, "
+                         "or choose another --out")
 
 
 def _train_classifier(args: argparse.Namespace) -> int:
     from inference.training.runs import RUN_FILE, train_classifier_run
 
-    _refuse_to_replace(args.out / RUN_FILE, "a training run", args.force)
+    _reject_existing_output(args.out / RUN_FILE, "a training run", args.force)
     path = train_classifier_run(args.manifests, args.out, body_part=args.body_part, views=args.views,
                                 config=classifier_config(args), use_boxes=args.boxes)
     print(f"classifier run written to {path.parent}")
@@ -287,7 +288,7 @@ def _train_detector(args: argparse.Namespace) -> int:
     from inference.training.detector import DetectorConfig
     from inference.training.runs import RUN_FILE, train_detector_run
 
-    _refuse_to_replace(args.out / RUN_FILE, "a training run", args.force)
+    _reject_existing_output(args.out / RUN_FILE, "a training run", args.force)
     config = DetectorConfig(model_yaml=args.model, input_size=args.input_size, epochs=args.epochs,
                             batch_size=args.batch_size, patience=args.patience, seed=args.seed,
                             device=None if args.device == "auto" else args.device)
@@ -300,7 +301,7 @@ def _train_detector(args: argparse.Namespace) -> int:
 def _cross_validate(args: argparse.Namespace) -> int:
     from inference.training.crossval import cross_validate
 
-    _refuse_to_replace(args.out / "crossval.json", "a cross-validation", args.force)
+    _reject_existing_output(args.out / "crossval.json", "a cross-validation", args.force)
     report = cross_validate(args.manifests, args.out, body_part=args.body_part, views=args.views,
                             config=classifier_config(args), folds=args.folds, use_boxes=args.boxes)
     print(f"cross-validation report written to {report}")
@@ -311,7 +312,7 @@ def _package(args: argparse.Namespace) -> int:
     from inference.package import MANIFEST_NAME
     from inference.training.assembly import DEFAULT_INTENDED_USE, PackageSpec, assemble_package
 
-    _refuse_to_replace(args.out / MANIFEST_NAME, "a model package", args.force)
+    _reject_existing_output(args.out / MANIFEST_NAME, "a model package", args.force)
     spec = PackageSpec(name=args.name, version=args.version, intended_use=args.intended_use or DEFAULT_INTENDED_USE,
                        classifier_weight=args.classifier_weight, detector_weight=args.detector_weight,
                        box_threshold=args.box_threshold,

@@ -85,7 +85,7 @@ def evaluate(table: ScoreTable, *, tune: ScoreTable | None = None, tune_name: st
     tune
         Scores of other records (normally ``val``) on which member thresholds, member accuracies
         and rule thresholds are chosen. When None they are chosen on ``table`` itself, which flatters
-        every rule except the package row; the report says so.
+        every rule except the package row. The report notes this.
     tune_name
         How the report names the tuning set, such as ``"val"``.
 
@@ -103,7 +103,7 @@ def evaluate(table: ScoreTable, *, tune: ScoreTable | None = None, tune_name: st
     tuning = _tune(tune)
 
     evaluation.sections["Package, per image and per view"] = _package_rows(table, evaluation)
-    rule_scores = {name: _rule_scores(table, name, tuning) for name in _row_names(table)}
+    rule_scores = {row.title: _rule_scores(table, row, tuning) for row in _rows(table.manifest)}
     rule_decisions = {name: _decisions(table, scores, tuning.rule_thresholds[name])
                       for name, scores in rule_scores.items()}
     labels = table.labels()
@@ -131,34 +131,40 @@ def _tune(tune: ScoreTable) -> _Tuning:
 
     partial = _Tuning(member_thresholds, member_accuracies, {})
     rule_thresholds = {}
-    for name in _row_names(tune):
-        scores = _rule_scores(tune, name, partial)
-        rule_thresholds[name] = _view_thresholds(tune, scores)
+    for row in _rows(tune.manifest):
+        rule_thresholds[row.title] = _view_thresholds(tune, _rule_scores(tune, row, partial))
     return _Tuning(member_thresholds, member_accuracies, rule_thresholds)
 
 
-def _row_names(table: ScoreTable) -> list[str]:
-    return [*(RULE_TITLES[rule] for rule in RULES), *(f"member {name} alone" for name in _fracture_members(table.manifest))]
+@dataclass(frozen=True)
+class _Row:
+    """A row of the voting tables: a voting rule over the members that read each image, or one member alone."""
+
+    title: str
+    rule: str | None = None
+    member: str | None = None
+
+
+def _rows(manifest: Manifest) -> list[_Row]:
+    return [*(_Row(RULE_TITLES[rule], rule=rule) for rule in RULES),
+            *(_Row(f"member {name} alone", member=name) for name in _fracture_members(manifest))]
 
 
 def _fracture_members(manifest: Manifest) -> list[str]:
     return [member.name for member in manifest.members if member.kind in ("classifier", "detector")]
 
 
-def _rule_scores(table: ScoreTable, row: str, tuning: _Tuning) -> np.ndarray:
-    """Score every image by one rule (or one member alone), over the members that read that image."""
+def _rule_scores(table: ScoreTable, row: _Row, tuning: _Tuning) -> np.ndarray:
+    """Score every image by one row; a member alone scores NaN on the images it does not read."""
+    if row.member is not None:
+        return np.array([score.members.get(row.member, np.nan) for score in table.images])
+
     scores = np.zeros(len(table.images))
     for names, indices in _groups_by_members(table.images).items():
-        if row.startswith("member "):
-            member = row.split(" ")[1]
-            scores[indices] = [table.images[i].members.get(member, np.nan) for i in indices]
-            continue
-
-        rule = next(rule for rule, title in RULE_TITLES.items() if title == row)
         probabilities = np.array([[table.images[i].members[name] for name in names] for i in indices])
         kinds = [table.member(name).kind for name in names]
         scores[indices] = combine(
-            rule, probabilities,
+            row.rule, probabilities,
             weights=[FIXED_WEIGHTS[kind] / kinds.count(kind) for kind in kinds],
             thresholds=[tuning.member_thresholds.get(name, 0.5) for name in names],
             accuracies=[tuning.member_accuracies.get(name, 0.5) for name in names],

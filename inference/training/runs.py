@@ -1,9 +1,9 @@
 """Training runs from CSV manifests: a classifier or a detector per body part, kept in a run folder.
 
-A run folder holds the weights file and ``run.json``, which says what the weights are (kind,
-architecture, input size, body part, views, classes), how they were trained (configuration,
-per-epoch history, data counts) and how they did on the validation split (AUROC, the Youden
-threshold and the accuracy there). ``pedfrac package`` builds a model package from run folders.
+A run folder contains the weights file and ``run.json``. The JSON file records what the weights
+are (kind, architecture, input size, body part, views, classes) and how they were trained
+(configuration, per-epoch history, data counts). It also records how they did on the validation
+split: AUROC, the Youden threshold and the accuracy there. ``pedfrac package`` builds a model package from run folders.
 
 Both kinds see every image as the service shows it to them: mirrored to the canonical side of its
 body part, then CLAHE and letterbox.

@@ -1,9 +1,9 @@
 """The method's command sequence, run as a user runs it: index, train, cross-validate, package, evaluate, review.
 
 The data are phantoms written in GRAZPEDWRI-DX's layout, joined by the real GRAZPEDWRI-DX sample,
-and phantoms written as a DICOM folder. Models are tiny (timm's test_resnet, YOLOv8n at 96 px) so
-the sequence runs in a few minutes on two cores; what is checked is the method, and that
-learning happens, not the quality a real training run reaches.
+and phantoms written as a DICOM folder. Models are tiny (timm's test_resnet, YOLOv8n at 96 px), so
+the sequence runs in a few minutes on two cores. The tests check the method and that learning
+happens, not the quality a real training run reaches.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_index_splits_by_patient_and_keeps_the_real_sample(work: Path) -> None:
+def test_index_splits_by_patient(work: Path) -> None:
     splits = {split: read_manifests(work / "manifests", split) for split in SPLITS}
     check_disjoint(splits)
     records = [record for split in splits.values() for record in split]
@@ -80,7 +80,8 @@ def test_classifier_run_learns(work: Path) -> None:
 
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert run_file["validation"]["auroc"] > 0.7, [round(epoch["validation_auroc"], 3) for epoch in history]
-    assert run_file["input_size"] == 128 and run_file["body_parts"] == ["wrist"]
+    assert run_file["input_size"] == 128
+    assert run_file["body_parts"] == ["wrist"]
     assert run_file["config"]["flip"] is False
     assert json.loads((work / "runs" / "elbow-resnet" / "run.json").read_text())["config"]["flip"] is True
 
@@ -92,7 +93,8 @@ def test_package_carries_thresholds_metrics_and_data(work: Path) -> None:
     assert {(p.body_part, p.view) for p in manifest.operating_points} == {
         ("wrist", "AP"), ("wrist", "LAT"), ("elbow", "AP"), ("elbow", "LAT")}
     assert all(0.0 <= p.threshold <= 1.0 for p in manifest.operating_points)
-    assert manifest.members[0].weight == 0.6 and manifest.members[2].weight == 0.4
+    assert manifest.members[0].weight == 0.6
+    assert manifest.members[2].weight == 0.4
     for key in ("validation_accuracy_wrist-resnet", "test_auroc_wrist_AP", "test_auroc_lower_per_patient",
                 "test_sensitivity_per_patient", "test_map50"):
         assert key in manifest.metrics, key
@@ -151,7 +153,7 @@ def test_cross_validation_holds_out_each_patient_once(work: Path) -> None:
     assert "mean ± SD" in (work / "crossval" / "crossval.md").read_text()
 
 
-def test_packaged_models_read_a_dicom_study_in_the_service(work: Path) -> None:
+def test_package_reads_dicom_study(work: Path) -> None:
     study = new_study(patient_name="홍^길동", charset="ISO_IR 192")
     datasets = [phantom_dx(study, body_part="wrist", view=view, laterality="L", fracture=True, seed=index)
                 for index, view in enumerate(("AP", "LAT"))]
@@ -232,7 +234,7 @@ def test_index_refuses_an_image_indexed_twice(work: Path, tmp_path: Path, capsys
     assert not (tmp_path / "manifests").exists()
 
 
-def test_index_warns_about_patient_ids_shared_by_two_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_index_warns_shared_patient_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for name, seed in (("a", "1"), ("b", "2")):
         run("make-phantoms", "--out", str(tmp_path / name), "--patients", "6", "--body-part", "wrist", "--seed", seed)
 

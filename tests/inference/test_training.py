@@ -193,7 +193,8 @@ def test_demo_build_tiny(tmp_path: Path) -> None:
     assert {(point.body_part, point.view) for point in manifest.operating_points} == {
         (part, view) for part in ("wrist", "elbow") for view in ("AP", "LAT")}
     assert "not for clinical use" in manifest.intended_use.lower()
-    assert "seed 5" in manifest.training_data and "test 14 images" in manifest.training_data
+    assert "seed 5" in manifest.training_data
+    assert "test 14 images" in manifest.training_data
     assert 0.0 <= manifest.metrics["test_auroc_all_images"] <= 1.0
     assert (tmp_path / "report" / "evaluation.md").is_file()
     assert verify_package(tmp_path / "demo") == manifest
